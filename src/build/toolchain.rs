@@ -1,0 +1,270 @@
+//! Toolchains: turning a spec into a container image whose identity is the sha256 of a
+//! normalised rootfs tarball kept in the store, and resolving a recipe's toolchain to an image.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::executor::Executor;
+use crate::recipe::toolchain::LoadedSpec;
+use crate::recipe::{LoadedRecipe, ToolchainRef};
+use crate::store::{Digest, Store};
+
+/// What the store records about a built toolchain (`toolchains/<name>.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ToolchainRecord {
+    pub name: String,
+    /// Hex sha256 of the spec file it was built from (not a blob, hence no prefix).
+    pub spec_sha256: String,
+    /// The rootfs tarball blob: the toolchain's identity.
+    pub rootfs: Digest,
+    pub size: u64,
+    pub image: String,
+    pub suite: String,
+    /// Resolved `package=version` for everything installed, sorted.
+    pub packages: Vec<String>,
+}
+
+/// A recipe's toolchain, resolved.
+#[derive(Debug, Clone)]
+pub enum Toolchain {
+    /// Built from a spec; the image is imported from the rootfs blob when missing.
+    Spec(ToolchainRecord),
+    /// An image reference pinned by digest, used as is.
+    Image { reference: String },
+    /// `--executor host`: whatever the host has.
+    Host,
+}
+
+impl Toolchain {
+    /// The identity that goes into action keys.
+    pub fn identity(&self) -> String {
+        match self {
+            Toolchain::Spec(r) => r.rootfs.to_string(),
+            Toolchain::Image { reference } => reference.clone(),
+            Toolchain::Host => "host".into(),
+        }
+    }
+
+    /// The image to run, if any.
+    pub fn image(&self) -> Option<&str> {
+        match self {
+            Toolchain::Spec(r) => Some(&r.image),
+            Toolchain::Image { reference } => Some(reference),
+            Toolchain::Host => None,
+        }
+    }
+}
+
+/// Why a recipe's toolchain cannot be used as it stands.
+pub enum Unresolved {
+    /// The spec has never been built, or was edited since: `build` builds it.
+    NeedsBuild(LoadedSpec, &'static str),
+}
+
+/// Finds the toolchain a recipe uses without building anything.
+pub fn resolve(
+    recipe: &LoadedRecipe,
+    store: &Store,
+    executor: &Executor,
+) -> Result<Result<Toolchain, Unresolved>> {
+    if !executor.kind.is_container() {
+        return Ok(Ok(Toolchain::Host));
+    }
+    match &recipe.recipe.toolchain {
+        ToolchainRef::Image { reference, .. } => Ok(Ok(Toolchain::Image {
+            reference: reference.clone(),
+        })),
+        ToolchainRef::Spec(name) => {
+            let spec = LoadedSpec::load(&recipe.toolchain_spec_path(name))?;
+            let record: Option<ToolchainRecord> =
+                store.read_json(&format!("toolchains/{name}.json"))?;
+            Ok(match record {
+                None => Err(Unresolved::NeedsBuild(spec, "never built")),
+                Some(r) if r.spec_sha256 != spec.digest.hex() => Err(Unresolved::NeedsBuild(
+                    spec,
+                    "spec changed since it was built",
+                )),
+                Some(r) if !store.has_blob(&r.rootfs) => Err(Unresolved::NeedsBuild(
+                    spec,
+                    "rootfs missing from the store",
+                )),
+                Some(r) => Ok(Toolchain::Spec(r)),
+            })
+        }
+    }
+}
+
+/// Makes sure a resolved toolchain's image exists in the engine.
+pub fn ensure_image(t: &Toolchain, store: &Store, executor: &Executor) -> Result<()> {
+    if let Toolchain::Spec(r) = t {
+        executor.ensure_image(&r.image, &store.blob_path(&r.rootfs))?;
+    }
+    Ok(())
+}
+
+/// Files whose content depends on when or where debootstrap ran, not on what it installed.
+const VOLATILE: [&str; 12] = [
+    "etc/resolv.conf",
+    "etc/hostname",
+    "etc/machine-id",
+    "var/cache/ldconfig/aux-cache",
+    "var/cache/debconf/config.dat-old",
+    "var/cache/debconf/templates.dat-old",
+    "var/lib/dpkg/status-old",
+    "var/lib/dpkg/diversions-old",
+    "var/lib/dpkg/available-old",
+    "var/log",
+    "var/cache/apt",
+    "var/lib/apt/lists",
+];
+
+/// Builds a toolchain from its spec: debootstrap, install packages, record versions, pack a
+/// normalised tarball into the store and import it as an image.
+pub fn build(spec: &LoadedSpec, store: &Store, executor: &Executor) -> Result<ToolchainRecord> {
+    if !executor.kind.is_container() {
+        bail!("toolchains are container images; `--executor host` does not use them");
+    }
+    executor.check_available()?;
+    let _lock = store.lock_named(&format!("toolchain-{}", spec.name))?;
+    let s = &spec.spec;
+    let work = store.temp_dir("toolchain-")?;
+    let rootfs = work.path().join("rootfs");
+    eprintln!(
+        "[toolchain {}] debootstrap --variant={} {} (this takes a minute or more)",
+        spec.name, s.variant, s.suite
+    );
+    let mut boot = Command::new("debootstrap");
+    boot.arg(format!("--variant={}", s.variant))
+        .arg(&s.suite)
+        .arg(&rootfs);
+    if let Ok(mirror) = std::env::var("BOOTFORGE_DEBIAN_MIRROR") {
+        boot.arg(mirror);
+    }
+    run_quiet(boot, "debootstrap", work.path())
+        .context("debootstrap failed (is it installed? `apt-get install debootstrap`; it needs root and a Debian mirror)")?;
+
+    if !s.packages.is_empty() {
+        eprintln!(
+            "[toolchain {}] installing {} packages",
+            spec.name,
+            s.packages.len()
+        );
+        fs::copy("/etc/resolv.conf", rootfs.join("etc/resolv.conf"))
+            .context("copying /etc/resolv.conf into the rootfs")?;
+        chroot(&rootfs, &["apt-get", "update", "-qq"], work.path())?;
+        let mut install = vec!["apt-get", "install", "-y", "-qq", "--no-install-recommends"];
+        install.extend(s.packages.iter().map(String::as_str));
+        chroot(&rootfs, &install, work.path())?;
+        chroot(&rootfs, &["apt-get", "clean"], work.path())?;
+    }
+    let listing = Command::new("chroot")
+        .arg(&rootfs)
+        .args(["dpkg-query", "-W", "-f", "${Package}=${Version}\n"])
+        .output()
+        .context("listing installed packages")?;
+    let mut packages: Vec<String> = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    packages.sort();
+
+    for rel in VOLATILE {
+        let p = rootfs.join(rel);
+        if p.is_dir() {
+            for entry in fs::read_dir(&p)? {
+                let e = entry?.path();
+                if e.is_dir() {
+                    fs::remove_dir_all(&e)?;
+                } else {
+                    fs::remove_file(&e)?;
+                }
+            }
+        } else if p.exists() {
+            fs::remove_file(&p)?;
+        }
+    }
+    // An empty machine-id tells systemd-aware tools "not yet set" instead of a random one.
+    fs::write(rootfs.join("etc/machine-id"), b"")?;
+
+    eprintln!("[toolchain {}] packing rootfs", spec.name);
+    let tarball = work.path().join("rootfs.tar");
+    let mut tar = Command::new("tar");
+    tar.args([
+        "--sort=name",
+        "--owner=0",
+        "--group=0",
+        "--numeric-owner",
+        "--format=gnu",
+    ])
+    .arg(format!("--mtime=@{}", s.epoch))
+    .arg("-C")
+    .arg(&rootfs)
+    .arg("-cf")
+    .arg(&tarball)
+    .arg(".");
+    run_quiet(tar, "tar", work.path())?;
+    let stored = store.put_file(&tarball)?;
+    let image = format!(
+        "localhost/bootforge-{}:{}",
+        spec.name,
+        stored.digest.short(16)
+    );
+    executor.ensure_image(&image, &store.blob_path(&stored.digest))?;
+
+    let record = ToolchainRecord {
+        name: spec.name.clone(),
+        spec_sha256: spec.digest.hex(),
+        rootfs: stored.digest,
+        size: stored.size,
+        image,
+        suite: s.suite.clone(),
+        packages,
+    };
+    store.write_json(&format!("toolchains/{}.json", spec.name), &record)?;
+    let mut lock = format!(
+        "# Resolved by `bootforge toolchain build {}`: the packages in rootfs {}.\n",
+        spec.name, record.rootfs
+    );
+    for p in &record.packages {
+        lock.push_str(p);
+        lock.push('\n');
+    }
+    fs::write(spec.lock_path(), lock)
+        .with_context(|| format!("writing {}", spec.lock_path().display()))?;
+    Ok(record)
+}
+
+fn chroot(rootfs: &Path, argv: &[&str], logdir: &Path) -> Result<()> {
+    let mut c = Command::new("chroot");
+    c.arg(rootfs)
+        .args(argv)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .env("LC_ALL", "C");
+    run_quiet(c, &format!("chroot {}", argv.join(" ")), logdir)
+}
+
+/// Runs a command with its output kept in a log file, shown (tail) only on failure.
+fn run_quiet(mut cmd: Command, what: &str, logdir: &Path) -> Result<()> {
+    let log_path = logdir.join("toolchain.log");
+    let log = fs::File::options()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()
+        .with_context(|| format!("running {what}"))?;
+    if !status.success() {
+        bail!(
+            "{what} failed ({status}); last lines of its log:\n{}",
+            super::process::tail(&log_path, 20)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,446 @@
+//! The command line: parses arguments into one validated command and calls the stages.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::build::executor::{Executor, ExecutorKind};
+use crate::build::{self, BuildReport, Request, Settings, elapsed};
+use crate::config::{self, ConfigFile};
+use crate::recipe::toolchain::LoadedSpec;
+use crate::recipe::{self, LoadedRecipe, Source};
+use crate::source::Mirrors;
+use crate::store::{Digest, Store};
+
+/// Reproducible boot artifacts: pinned recipes, content-addressed store, hermetic builds.
+#[derive(Debug, Parser)]
+#[command(name = "bootforge", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// The local store [default: ./cache].
+    #[arg(long, global = true, env = "BOOTFORGE_STORE", value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Where steps run: in a pinned container, or (non-hermetic) on the host [default: podman].
+    #[arg(long, global = true, env = "BOOTFORGE_EXECUTOR", value_enum)]
+    executor: Option<ExecutorKind>,
+    /// Fetch source URLs starting with FROM from TO instead (a local git directory, a path, or
+    /// another URL). Repeatable.
+    #[arg(long, global = true, value_name = "FROM=TO", value_parser = config::parse_mirror)]
+    mirror: Vec<(String, String)>,
+    /// Directory holding the recipes [default: ./recipes].
+    #[arg(
+        long = "recipes",
+        global = true,
+        env = "BOOTFORGE_RECIPES",
+        value_name = "DIR"
+    )]
+    recipes_dir: Option<PathBuf>,
+    /// Config file [default: ./bootforge.yaml when present].
+    #[arg(long, global = true, env = "BOOTFORGE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Value of `{jobs}` in steps [default: the number of CPUs].
+    #[arg(long, short, global = true)]
+    jobs: Option<usize>,
+    /// Print machine-readable results on stdout (logs stay on stderr).
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build recipes (independent ones in parallel), printing each output's name, sha256, size.
+    Build {
+        #[command(flatten)]
+        sel: Selection,
+        /// Rebuild ignoring the cache and fail if any output differs.
+        #[arg(long)]
+        check: bool,
+        /// Also copy the outputs to DIR/<recipe>/<output>.
+        #[arg(long, short, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Show action keys and whether each build is a cache hit, and why not; runs nothing.
+    Plan {
+        #[command(flatten)]
+        sel: Selection,
+    },
+    /// Toolchain images.
+    Toolchain {
+        #[command(subcommand)]
+        command: ToolchainCommand,
+    },
+    /// The local store.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+struct Selection {
+    /// Recipe names (recipes/NAME.yaml) or paths to recipe files.
+    #[arg(required = true, value_name = "RECIPE")]
+    recipes: Vec<String>,
+    /// Build only these outputs. Repeatable.
+    #[arg(long = "target", value_name = "OUTPUT")]
+    targets: Vec<String>,
+    /// Use this file as the embedded script (`{embed}`) instead of the recipe's.
+    #[arg(long, value_name = "FILE")]
+    embed: Option<PathBuf>,
+    /// Set a recipe variable. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = config::parse_set)]
+    sets: Vec<(String, String)>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ToolchainCommand {
+    /// Build the image for recipes/toolchains/NAME.yaml (debootstrap; needs root and a mirror).
+    Build {
+        /// Spec name, or a path to a spec file.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CacheCommand {
+    /// Add files to the store (sources for air-gapped machines) and print their sha256.
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List blobs with sizes and what refers to them.
+    Ls,
+    /// Re-hash every blob and check every reference; non-zero exit if anything is wrong.
+    Verify,
+    /// Remove blobs nothing refers to (recipe pins in the recipes directory count).
+    Gc,
+}
+
+/// Everything resolved from flags, environment and config file.
+struct Ctx {
+    settings: Settings,
+    recipes_dir: PathBuf,
+    json: bool,
+}
+
+impl Ctx {
+    fn new(g: &Global) -> Result<Ctx> {
+        let file = ConfigFile::load(g.config.as_deref())?;
+        let store_dir = g
+            .store
+            .clone()
+            .or(file.store.clone())
+            .unwrap_or_else(|| PathBuf::from("cache"));
+        let mut mirrors: Vec<(String, String)> = file.mirrors.clone().into_iter().collect();
+        mirrors.extend(g.mirror.iter().cloned());
+        let executor = Executor {
+            kind: g.executor.or(file.executor).unwrap_or(ExecutorKind::Podman),
+            run_args: config::container_args(&file)?,
+        };
+        let jobs = g.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        Ok(Ctx {
+            settings: Settings {
+                store: Store::open(&store_dir)?,
+                executor,
+                mirrors: Mirrors::new(mirrors),
+                jobs,
+            },
+            recipes_dir: g
+                .recipes_dir
+                .clone()
+                .or(file.recipes.clone())
+                .unwrap_or_else(|| PathBuf::from("recipes")),
+            json: g.json,
+        })
+    }
+
+    fn print<T: Serialize>(&self, value: &T, human: impl FnOnce()) -> Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(value)?);
+        } else {
+            human();
+        }
+        Ok(())
+    }
+}
+
+/// Parses the command line, runs it and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let ctx = Ctx::new(&cli.global)?;
+    match cli.command {
+        Command::Build { sel, check, out } => cmd_build(&ctx, &sel, check, out.as_deref()),
+        Command::Plan { sel } => cmd_plan(&ctx, &sel),
+        Command::Toolchain {
+            command: ToolchainCommand::Build { name },
+        } => cmd_toolchain_build(&ctx, &name),
+        Command::Cache { command } => match command {
+            CacheCommand::Import { files } => cmd_import(&ctx, &files),
+            CacheCommand::Ls => cmd_ls(&ctx),
+            CacheCommand::Verify => cmd_verify(&ctx),
+            CacheCommand::Gc => cmd_gc(&ctx),
+        },
+    }
+}
+
+fn load_selection(ctx: &Ctx, sel: &Selection, check: bool) -> Result<(Vec<LoadedRecipe>, Request)> {
+    let per_recipe = !sel.targets.is_empty() || sel.embed.is_some() || !sel.sets.is_empty();
+    if per_recipe && sel.recipes.len() > 1 {
+        bail!("--target, --embed and --set apply to one recipe at a time; name a single recipe");
+    }
+    let recipes = sel
+        .recipes
+        .iter()
+        .map(|r| LoadedRecipe::find(&ctx.recipes_dir, r))
+        .collect::<Result<Vec<_>>>()?;
+    let req = Request {
+        targets: sel.targets.clone(),
+        embed: sel.embed.clone(),
+        sets: sel.sets.clone(),
+        check,
+    };
+    Ok((recipes, req))
+}
+
+fn cmd_build(ctx: &Ctx, sel: &Selection, check: bool, out: Option<&Path>) -> Result<ExitCode> {
+    let (recipes, req) = load_selection(ctx, sel, check)?;
+    // Recipes are independent: each gets its own thread, results are reported in order.
+    let results: Vec<Result<BuildReport>> = std::thread::scope(|s| {
+        let handles: Vec<_> = recipes
+            .iter()
+            .map(|r| s.spawn(|| build::build(&ctx.settings, r, &req)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("build thread panicked"))
+            .collect()
+    });
+    let mut reports = Vec::new();
+    let mut failed = false;
+    for res in results {
+        match res {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    if let Some(dir) = out {
+        for r in &reports {
+            for o in &r.outputs {
+                let dest = dir.join(&r.recipe).join(&o.name);
+                ctx.settings
+                    .store
+                    .export_blob(&o.sha256, &dest, Some(0o644))?;
+            }
+        }
+    }
+    ctx.print(&serde_json::json!({ "builds": reports }), || {
+        for r in &reports {
+            let how = if r.cached {
+                "cached".to_owned()
+            } else {
+                format!(
+                    "built in {}",
+                    elapsed(std::time::Duration::from_millis(r.duration_ms))
+                )
+            };
+            let check = r
+                .checked_against
+                .as_ref()
+                .map(|a| format!(", reproducible: identical to {a}"))
+                .unwrap_or_default();
+            println!(
+                "{} ({how}{check}; action {})",
+                r.recipe,
+                &r.action_key[..16]
+            );
+            for o in &r.outputs {
+                println!("  {:<40} {}  {} bytes", o.name, o.sha256, o.size);
+            }
+        }
+    })?;
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn cmd_plan(ctx: &Ctx, sel: &Selection) -> Result<ExitCode> {
+    let (recipes, req) = load_selection(ctx, sel, false)?;
+    let plans = recipes
+        .iter()
+        .map(|r| build::plan(&ctx.settings, r, &req))
+        .collect::<Result<Vec<_>>>()?;
+    ctx.print(&serde_json::json!({ "plans": plans }), || {
+        for p in &plans {
+            let key = p
+                .action_key
+                .as_deref()
+                .unwrap_or("(unknown until the toolchain is built)");
+            let state = if p.cached { "hit" } else { "miss" };
+            println!("{}: {state}, action {key}", p.recipe);
+            for reason in &p.reasons {
+                println!("  {reason}");
+            }
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_toolchain_build(ctx: &Ctx, name: &str) -> Result<ExitCode> {
+    let path = if name.ends_with(".yaml") {
+        PathBuf::from(name)
+    } else {
+        ctx.recipes_dir
+            .join("toolchains")
+            .join(format!("{name}.yaml"))
+    };
+    let spec = LoadedSpec::load(&path)?;
+    let _lock = ctx.settings.store.lock_shared()?;
+    let record = build::toolchain::build(&spec, &ctx.settings.store, &ctx.settings.executor)?;
+    ctx.print(&record, || {
+        println!(
+            "{}: image {} from rootfs {} ({} bytes, {} packages, recorded in {})",
+            record.name,
+            record.image,
+            record.rootfs,
+            record.size,
+            record.packages.len(),
+            spec.lock_path().display()
+        );
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_import(ctx: &Ctx, files: &[PathBuf]) -> Result<ExitCode> {
+    #[derive(Serialize)]
+    struct Imported {
+        file: String,
+        sha256: Digest,
+        size: u64,
+    }
+    let _lock = ctx.settings.store.lock_shared()?;
+    let mut out = Vec::new();
+    for f in files {
+        let stored = ctx.settings.store.put_file(f)?;
+        out.push(Imported {
+            file: f.display().to_string(),
+            sha256: stored.digest,
+            size: stored.size,
+        });
+    }
+    ctx.print(&out, || {
+        for i in &out {
+            println!("{}  {}", i.sha256, i.file);
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_ls(ctx: &Ctx) -> Result<ExitCode> {
+    let blobs = ctx.settings.store.list_blobs()?;
+    ctx.print(&blobs, || {
+        for b in &blobs {
+            let refs = if b.referenced_by.is_empty() {
+                "(unreferenced)".to_owned()
+            } else {
+                b.referenced_by.join(", ")
+            };
+            println!("{}  {:>12}  {refs}", b.digest, b.size);
+        }
+        let total: u64 = blobs.iter().map(|b| b.size).sum();
+        println!("{} blobs, {total} bytes", blobs.len());
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_verify(ctx: &Ctx) -> Result<ExitCode> {
+    let report = ctx.settings.store.verify()?;
+    ctx.print(&report, || {
+        for c in &report.corrupt {
+            println!("corrupt: {c}");
+        }
+        for d in &report.broken_documents {
+            println!("broken: {d}");
+        }
+        println!(
+            "{} blobs ({} bytes) checked: {}",
+            report.blobs_checked,
+            report.bytes_checked,
+            if report.is_ok() {
+                "ok"
+            } else {
+                "PROBLEMS FOUND"
+            }
+        );
+    })?;
+    Ok(if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn cmd_gc(ctx: &Ctx) -> Result<ExitCode> {
+    let mut roots = BTreeSet::new();
+    if ctx.recipes_dir.is_dir() {
+        for name in recipe::list_recipes(&ctx.recipes_dir)? {
+            let path = ctx.recipes_dir.join(format!("{name}.yaml"));
+            let r = LoadedRecipe::load(&path)
+                .with_context(|| format!("reading {} for its pins", path.display()))?;
+            if let Source::Url { sha256, .. } = r.recipe.source {
+                roots.insert(sha256);
+            }
+        }
+    }
+    let report = ctx.settings.store.gc(&roots)?;
+    ctx.print(&report, || {
+        println!(
+            "removed {} blobs ({} bytes) and {} temporary entries; kept {} blobs",
+            report.blobs_removed,
+            report.bytes_removed,
+            report.temp_entries_removed,
+            report.blobs_kept
+        );
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,13 @@
+//! bootforge: reproducible boot artifacts.
+//!
+//! The pipeline runs one way, each stage a module that uses only the ones before it:
+//! [`recipe`] (parse and validate) → [`source`] (pinned sources) → [`build`] (action keys,
+//! steps in pinned containers) → [`store`] (blobs by sha256, action cache). [`cli`] only
+//! parses arguments and calls the stages; [`config`] merges flags, environment and file.
+
+pub mod build;
+pub mod cli;
+pub mod config;
+pub mod recipe;
+pub mod source;
+pub mod store;

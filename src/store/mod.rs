@@ -1,0 +1,308 @@
+//! The content-addressed store: blobs by sha256, small JSON documents (action entries,
+//! toolchain records, channels), and the locks that make one store safe to share between
+//! processes.
+//!
+//! Layout (the same locally and, later, in a bucket):
+//!
+//! ```text
+//! blobs/sha256/<hex>        immutable content, verified on read
+//! actions/<key>.json        build results by action key
+//! toolchains/<name>.json    built toolchain images
+//! history/<recipe>.json     the last action key per recipe, to explain cache misses
+//! git/<url-hash>.git        bare clones of git sources (a fetch cache, not content)
+//! tmp/                      temporary files, renamed into place when complete
+//! locks/                    advisory locks
+//! ```
+//!
+//! Every write goes to `tmp/` first, is fsynced and then renamed into place, so a reader (or a
+//! process killed halfway) never sees a partial blob or document.
+
+mod digest;
+mod maintenance;
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tempfile::NamedTempFile;
+
+pub use digest::{Digest, Hasher, HashingWriter, VerifyingReader, hash_reader};
+pub use maintenance::{BlobInfo, GcReport, VerifyReport};
+
+/// A blob just written to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// A store rooted at a directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// A held advisory lock; released on drop.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root` and checks that it is writable, so a
+    /// read-only or missing volume is reported up front rather than as a cache miss later.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
+        let root = root.into();
+        for dir in [
+            "blobs/sha256",
+            "actions",
+            "toolchains",
+            "history",
+            "git",
+            "tmp",
+            "locks",
+        ] {
+            let p = root.join(dir);
+            fs::create_dir_all(&p)
+                .with_context(|| format!("creating store directory {}", p.display()))?;
+        }
+        let probe = tempfile::NamedTempFile::new_in(root.join("tmp"))
+            .with_context(|| format!("store {} is not writable", root.display()))?;
+        drop(probe);
+        Ok(Store { root })
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a blob lives (whether or not it exists).
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    /// Whether a blob is present (not verified; reads verify).
+    pub fn has_blob(&self, d: &Digest) -> bool {
+        self.blob_path(d).is_file()
+    }
+
+    /// Streams `r` into the store and returns its digest.
+    pub fn put_reader(&self, r: impl Read) -> Result<Stored> {
+        self.put_checked(r, None)
+    }
+
+    /// Streams `r` into the store only if it hashes to `expected`; otherwise nothing is stored.
+    pub fn put_expected(&self, r: impl Read, expected: &Digest) -> Result<Stored> {
+        self.put_checked(r, Some(expected))
+    }
+
+    /// Copies a file into the store.
+    pub fn put_file(&self, path: &Path) -> Result<Stored> {
+        let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        self.put_reader(BufReader::with_capacity(1 << 20, f))
+            .with_context(|| format!("storing {}", path.display()))
+    }
+
+    /// Stores bytes held in memory (small documents, logs).
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Stored> {
+        self.put_reader(bytes)
+    }
+
+    fn put_checked(&self, mut r: impl Read, expected: Option<&Digest>) -> Result<Stored> {
+        let tmp = self.temp_file()?;
+        let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, tmp));
+        io::copy(&mut r, &mut w).context("writing blob")?;
+        let (buf, digest, size) = w.finish();
+        let tmp = buf.into_inner().map_err(|e| e.into_error())?;
+        if let Some(expected) = expected
+            && *expected != digest
+        {
+            bail!(
+                "sha256 mismatch: expected {expected}, got {digest} ({size} bytes); nothing was stored"
+            );
+        }
+        let dest = self.blob_path(&digest);
+        if !dest.exists() {
+            self.commit(tmp, &dest)?;
+        }
+        Ok(Stored { digest, size })
+    }
+
+    /// Opens a blob for reading; the reader fails at the end if the bytes do not match.
+    pub fn open_blob(&self, d: &Digest) -> Result<VerifyingReader<BufReader<File>>> {
+        let path = self.blob_path(d);
+        let f = File::open(&path).with_context(|| format!("blob {d} is not in the store"))?;
+        Ok(VerifyingReader::new(
+            BufReader::with_capacity(1 << 20, f),
+            *d,
+            format!("blob {}", path.display()),
+        ))
+    }
+
+    /// Reads a whole (small) blob into memory, verified.
+    pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.open_blob(d)?.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// Copies a blob to `dest`, verifying it first: the bytes go to a temporary file in the
+    /// destination folder and are renamed into place only once the hash checks out.
+    pub fn export_blob(&self, d: &Digest, dest: &Path, mode: Option<u32>) -> Result<()> {
+        let dir = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut tmp = NamedTempFile::new_in(dir)
+            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+        io::copy(&mut self.open_blob(d)?, &mut tmp)
+            .with_context(|| format!("copying {d} to {}", dest.display()))?;
+        if let Some(mode) = mode {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(fs::Permissions::from_mode(mode))?;
+        }
+        tmp.as_file().sync_all()?;
+        tmp.persist(dest)
+            .with_context(|| format!("renaming into {}", dest.display()))?;
+        Ok(())
+    }
+
+    /// Reads a JSON document at a path relative to the root; `None` when absent.
+    pub fn read_json<T: DeserializeOwned>(&self, rel: &str) -> Result<Option<T>> {
+        let path = self.root.join(rel);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not a valid document", path.display()))
+                .map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Atomically writes a JSON document at a path relative to the root.
+    pub fn write_json<T: Serialize>(&self, rel: &str, value: &T) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(value)?;
+        bytes.push(b'\n');
+        let mut tmp = self.temp_file()?;
+        tmp.write_all(&bytes)?;
+        let dest = self.root.join(rel);
+        if let Some(dir) = dest.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        self.commit(tmp, &dest)
+    }
+
+    /// A temporary file in the store's own `tmp/`, on the same filesystem as its destination;
+    /// deleted on drop unless committed.
+    pub fn temp_file(&self) -> Result<NamedTempFile> {
+        NamedTempFile::new_in(self.root.join("tmp"))
+            .context("creating a temporary file in the store")
+    }
+
+    /// A temporary directory in the store's `tmp/`, removed on drop.
+    pub fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir> {
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(self.root.join("tmp"))
+            .context("creating a temporary directory in the store")
+    }
+
+    /// fsyncs `tmp` and renames it to `dest`, then fsyncs the directory.
+    fn commit(&self, tmp: NamedTempFile, dest: &Path) -> Result<()> {
+        tmp.as_file()
+            .sync_all()
+            .context("syncing a temporary file")?;
+        tmp.persist(dest)
+            .with_context(|| format!("renaming into {}", dest.display()))?;
+        if let Some(dir) = dest.parent()
+            && let Ok(d) = File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Takes a shared lock on the whole store: held by everything that adds to it, so `gc`
+    /// (which takes it exclusively) never deletes what a running build is about to reference.
+    pub fn lock_shared(&self) -> Result<Lock> {
+        let f = self.lock_file("store")?;
+        f.lock_shared().context("locking the store")?;
+        Ok(Lock { _file: f })
+    }
+
+    /// Takes the store lock exclusively (for `gc`).
+    pub fn lock_exclusive(&self) -> Result<Lock> {
+        let f = self.lock_file("store")?;
+        f.lock().context("locking the store exclusively")?;
+        Ok(Lock { _file: f })
+    }
+
+    /// Takes a named exclusive lock (one action key, one git mirror), waiting for it.
+    pub fn lock_named(&self, name: &str) -> Result<Lock> {
+        let f = self.lock_file(name)?;
+        f.lock()
+            .with_context(|| format!("taking the lock {name}"))?;
+        Ok(Lock { _file: f })
+    }
+
+    fn lock_file(&self, name: &str) -> Result<File> {
+        let path = self.root.join("locks").join(format!("{name}.lock"));
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening lock {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let s = store.put_bytes(b"hello").unwrap();
+        assert_eq!(s.digest, Digest::of(b"hello"));
+        assert_eq!(s.size, 5);
+        assert_eq!(store.read_blob(&s.digest).unwrap(), b"hello");
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn put_expected_refuses_mismatch_and_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let err = store
+            .put_expected(&b"tampered"[..], &Digest::of(b"original"))
+            .unwrap_err();
+        assert!(err.to_string().contains("mismatch"), "{err}");
+        assert!(!store.has_blob(&Digest::of(b"tampered")));
+        assert_eq!(
+            fs::read_dir(dir.path().join("blobs/sha256"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn corrupt_blob_is_detected_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let s = store.put_bytes(b"hello").unwrap();
+        fs::write(store.blob_path(&s.digest), b"jello").unwrap();
+        assert!(store.read_blob(&s.digest).is_err());
+        let dest = dir.path().join("out/x");
+        assert!(store.export_blob(&s.digest, &dest, None).is_err());
+        assert!(!dest.exists());
+    }
+}

@@ -1,0 +1,253 @@
+//! Test harness: runs the real `bootforge` binary against a private store in a temp
+//! directory, with the test toolchain image built once and shared by hard links.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+pub const TOOLCHAIN_SPEC: &str = "tests/fixtures/recipes/toolchains/test.yaml";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures() -> PathBuf {
+    root().join("tests/fixtures")
+}
+
+fn tmp_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// A store holding the built test toolchain, shared by every test (and test binary).
+fn toolchain_store() -> &'static Path {
+    static STORE: OnceLock<PathBuf> = OnceLock::new();
+    STORE.get_or_init(|| {
+        let store = tmp_root().join("toolchain-store");
+        fs::create_dir_all(&store).unwrap();
+        // Test binaries run in parallel processes: one builds, the others wait.
+        let lock = fs::File::create(tmp_root().join("toolchain-store.lock")).unwrap();
+        lock.lock().unwrap();
+        if !toolchain_ready(&store) {
+            eprintln!("building the test toolchain (once)...");
+            let out = Command::new(env!("CARGO_BIN_EXE_bootforge"))
+                .current_dir(root())
+                .arg("--store")
+                .arg(&store)
+                .args(["toolchain", "build", TOOLCHAIN_SPEC])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "building the test toolchain failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        store
+    })
+}
+
+fn toolchain_record(store: &Path) -> Option<Value> {
+    let text = fs::read(store.join("toolchains/test.json")).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+fn toolchain_ready(store: &Path) -> bool {
+    let Some(rec) = toolchain_record(store) else {
+        return false;
+    };
+    let spec = fs::read(root().join(TOOLCHAIN_SPEC)).unwrap();
+    let spec_hex = sha256_hex(&spec);
+    let rootfs = rec["rootfs"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    rec["spec_sha256"] == spec_hex.as_str() && store.join("blobs/sha256").join(rootfs).is_file()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The result of one run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, Some(0), "expected success:\n{self}");
+        self
+    }
+
+    pub fn fails(self) -> Run {
+        assert!(
+            self.code.is_some_and(|c| c != 0),
+            "expected a non-zero exit:\n{self}"
+        );
+        self
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self}"))
+    }
+
+    /// Asserts stderr contains each needle.
+    pub fn says(self, needles: &[&str]) -> Run {
+        for n in needles {
+            assert!(self.stderr.contains(n), "stderr lacks {n:?}:\n{self}");
+        }
+        self
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// A private working directory and store for one test.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// A fresh store, seeded with the test toolchain (hard links, so it costs nothing).
+    pub fn new() -> Env {
+        let shared = toolchain_store();
+        let dir = tempfile::tempdir_in(tmp_root()).unwrap();
+        let env = Env { dir };
+        let rec = toolchain_record(shared).expect("toolchain record");
+        let rootfs = rec["rootfs"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
+        let blobs = env.store().join("blobs/sha256");
+        fs::create_dir_all(&blobs).unwrap();
+        fs::create_dir_all(env.store().join("toolchains")).unwrap();
+        fs::hard_link(shared.join("blobs/sha256").join(rootfs), blobs.join(rootfs)).unwrap();
+        fs::copy(
+            shared.join("toolchains/test.json"),
+            env.store().join("toolchains/test.json"),
+        )
+        .unwrap();
+        env
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// The binary, run in the test's directory against its store and the fixture recipes.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_bootforge"));
+        c.current_dir(self.path())
+            .env("BOOTFORGE_STORE", self.store())
+            .env("BOOTFORGE_RECIPES", fixtures().join("recipes"))
+            .env_remove("BOOTFORGE_EXECUTOR")
+            .env_remove("BOOTFORGE_CONFIG");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.cmd().args(args).output().unwrap().into()
+    }
+
+    /// A recipes directory of this test's own, with the test toolchain spec beside it.
+    pub fn recipes_dir(&self) -> PathBuf {
+        let dir = self.path().join("recipes");
+        if !dir.exists() {
+            fs::create_dir_all(dir.join("toolchains")).unwrap();
+            fs::copy(
+                root().join(TOOLCHAIN_SPEC),
+                dir.join("toolchains/test.yaml"),
+            )
+            .unwrap();
+        }
+        dir
+    }
+
+    /// Writes a recipe into this test's recipes directory and returns its path.
+    pub fn write_recipe(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.recipes_dir().join(format!("{name}.yaml"));
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn blob(&self, digest: &str) -> Vec<u8> {
+        let hex = digest.trim_start_matches("sha256:");
+        fs::read(self.store().join("blobs/sha256").join(hex)).unwrap()
+    }
+
+    pub fn blob_count(&self) -> usize {
+        fs::read_dir(self.store().join("blobs/sha256"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    pub fn action_count(&self) -> usize {
+        fs::read_dir(self.store().join("actions"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// `cache verify` must find the store intact.
+    pub fn assert_store_intact(&self) {
+        let v = self.run(&["cache", "verify"]);
+        assert_eq!(v.code, Some(0), "store damaged:\n{v}");
+    }
+}
+
+/// The single build report of a `--json` build.
+pub fn only_build(run: &Run) -> Value {
+    let v = run.json();
+    let builds = v["builds"].as_array().expect("builds array");
+    assert_eq!(builds.len(), 1, "{run}");
+    builds[0].clone()
+}
+
+/// The sha256 of the named output in a build report.
+pub fn output(build: &Value, name: &str) -> String {
+    build["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("no output {name} in {build}"))["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
