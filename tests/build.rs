@@ -335,21 +335,15 @@ fn killed_builds_leave_no_partial_blob_or_action() {
     let env = Env::new();
     // A host-executor build whose output takes a moment to hash and store, killed at
     // several points during and after its step.
-    let src = env.path().join("big");
-    fs::create_dir(&src).unwrap();
-    fs::write(
-        src.join("Makefile"),
-        "big.bin:\n\tsleep 0.5\n\thead -c 400000000 /dev/urandom > $@\n",
-    )
-    .unwrap();
-    let recipe = env.write_recipe(
+    let recipe = env.make_project(
         "big",
-        "source:\n  path: ../big\nepoch: 1\ntoolchain: test\nsteps:\n  - run: [make]\noutputs: [big.bin]\n",
+        "big.bin:\n\tsleep 0.5\n\thead -c 400000000 /dev/urandom > $@\n",
+        "steps:\n  - run: [make]\noutputs: [big.bin]\n",
     );
     for delay_ms in [300, 1500, 2500, 3500] {
         let mut child = env
             .cmd()
-            .args(["--executor", "host", "build", recipe.to_str().unwrap()])
+            .args(["--executor", "host", "build", &recipe])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -376,15 +370,13 @@ fn killed_builds_leave_no_partial_blob_or_action() {
 #[test]
 fn a_step_past_its_timeout_is_killed_and_reported() {
     let env = Env::new();
-    let src = env.path().join("slow");
-    fs::create_dir(&src).unwrap();
-    fs::write(src.join("Makefile"), "out:\n\tsleep 60\n").unwrap();
-    let recipe = env.write_recipe(
+    let recipe = env.make_project(
         "slow",
-        "source:\n  path: ../slow\nepoch: 1\ntoolchain: test\ntimeout: 2\nsteps:\n  - name: wait\n    run: [make]\noutputs: [out]\n",
+        "out:\n\tsleep 60\n",
+        "timeout: 2\nsteps:\n  - name: wait\n    run: [make]\noutputs: [out]\n",
     );
     let start = std::time::Instant::now();
-    env.run(&["build", recipe.to_str().unwrap()])
+    env.run(&["build", &recipe])
         .fails()
         .says(&["step 1/1 `wait`", "timeout of 2.0s", "killed"]);
     assert!(
@@ -429,4 +421,29 @@ fn gc_drops_only_unreferenced_blobs() {
     env.run(&["cache", "verify"]).fails();
     let v = env.run(&["cache", "verify"]);
     assert!(v.stdout.contains("corrupt"), "{v}");
+}
+
+#[test]
+fn an_edited_toolchain_spec_means_a_new_toolchain() {
+    let env = Env::new();
+    let recipe = env.make_project(
+        "proj",
+        "out:\n\techo x > out\n",
+        "steps:\n  - run: [make]\noutputs: [out]\n",
+    );
+    let recipe = recipe.as_str();
+    let plan = env.run(&["--json", "plan", recipe]).ok().json();
+    assert!(plan["plans"][0]["action_key"].is_string(), "{plan}");
+
+    // Any edit to the spec, even a comment, is a different toolchain.
+    let spec = env.recipes_dir().join("toolchains/test.yaml");
+    let mut text = fs::read_to_string(&spec).unwrap();
+    text.push_str("# edited\n");
+    fs::write(&spec, text).unwrap();
+    let plan = env.run(&["plan", recipe]).ok();
+    assert!(
+        plan.stdout
+            .contains("toolchain `test` must be built first (spec changed since it was built)"),
+        "{plan}"
+    );
 }

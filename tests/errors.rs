@@ -19,7 +19,11 @@ outputs: [out]
 /// Runs `build` on a recipe written from `text` and checks the failure leaves nothing behind.
 fn build_fails(env: &Env, name: &str, text: &str) -> Run {
     let path = env.write_recipe(name, text);
-    let run = env.run(&["build", path.to_str().unwrap()]).fails();
+    build_path_fails(env, path.to_str().unwrap())
+}
+
+fn build_path_fails(env: &Env, recipe: &str) -> Run {
+    let run = env.run(&["build", recipe]).fails();
     assert_eq!(
         env.action_count(),
         0,
@@ -130,37 +134,27 @@ fn bad_command_line_values_name_the_recipe() {
     env.assert_store_intact();
 }
 
-fn write_project(env: &Env, dir: &str, makefile: &str) {
-    let src = env.path().join(dir);
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("Makefile"), makefile).unwrap();
-}
-
 #[test]
 fn a_missing_output_is_reported_with_the_log() {
     let env = Env::new();
-    write_project(&env, "noout", "all:\n\techo built nothing useful\n");
-    let run = build_fails(
-        &env,
+    let recipe = env.make_project(
         "noout",
-        "source:\n  path: ../noout\nepoch: 1\ntoolchain: test\nsteps:\n  - run: [make]\noutputs: [missing.bin]\n",
+        "all:\n\techo built nothing useful\n",
+        "steps:\n  - run: [make]\noutputs: [missing.bin]\n",
     );
+    let run = build_path_fails(&env, &recipe);
     run.says(&["output `missing.bin` was not produced", "full log:"]);
 }
 
 #[test]
 fn a_failing_step_reports_step_status_and_log_tail() {
     let env = Env::new();
-    write_project(
-        &env,
+    let recipe = env.make_project(
         "failing",
         "all:\n\t@echo compiling the thing\n\t@echo 'error: this fixture always fails' >&2\n\t@false\n",
+        "steps:\n  - name: compile\n    run: [make]\noutputs: [x]\n",
     );
-    let run = build_fails(
-        &env,
-        "failing",
-        "source:\n  path: ../failing\nepoch: 1\ntoolchain: test\nsteps:\n  - name: compile\n    run: [make]\noutputs: [x]\n",
-    );
+    let run = build_path_fails(&env, &recipe);
     let run = run.says(&[
         "recipe failing: step 1/1 `compile` exited with exit status: 2",
         "last lines of the log",

@@ -203,6 +203,17 @@ impl Env {
         path
     }
 
+    /// A project directory `name` holding `makefile`, and a recipe of the same name that
+    /// builds it from a `path` source; `rest` is the recipe after `source`, `epoch` and
+    /// `toolchain`. Returns the recipe's path as a string for the command line.
+    pub fn make_project(&self, name: &str, makefile: &str, rest: &str) -> String {
+        let src = self.path().join(name);
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("Makefile"), makefile).unwrap();
+        let text = format!("source:\n  path: ../{name}\nepoch: 1\ntoolchain: test\n{rest}");
+        self.write_recipe(name, &text).to_str().unwrap().to_owned()
+    }
+
     pub fn blob(&self, digest: &str) -> Vec<u8> {
         let hex = digest.trim_start_matches("sha256:");
         fs::read(self.store().join("blobs/sha256").join(hex)).unwrap()
