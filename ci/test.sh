@@ -9,6 +9,16 @@ cd "$(dirname "$0")/.."
 # installed; set BOOTFORGE_CONTAINER_ARGS yourself (even to "") to override.
 export BOOTFORGE_CONTAINER_ARGS="${BOOTFORGE_CONTAINER_ARGS---runtime runc --ulimit nofile=1024:1024 --ulimit nproc=4096:4096}"
 
+# Real boot loaders from Debian's binary packages, entered into test stores by sha256.
+debs="${BOOTFORGE_TEST_DEBS:-$PWD/target/debs}"
+export BOOTFORGE_TEST_DEBS="$debs"
+mkdir -p "$debs"
+for pkg in grub-efi-amd64-bin; do
+  if ! ls "$debs/${pkg}"_*.deb >/dev/null 2>&1; then
+    (cd "$debs" && apt-get download -q "$pkg")
+  fi
+done
+
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::build::executor::{Executor, ExecutorKind};
 use crate::build::{self, BuildReport, Request, Settings, elapsed};
 use crate::config::{self, ConfigFile};
+use crate::package;
 use crate::recipe::toolchain::LoadedSpec;
 use crate::recipe::{self, LoadedRecipe, Source};
 use crate::source::Mirrors;
@@ -74,6 +75,21 @@ enum Command {
     Plan {
         #[command(flatten)]
         sel: Selection,
+    },
+    /// Write a chainload script rendered from the recipe's template into its built binaries'
+    /// placeholder: a new URL without a rebuild.
+    Embed {
+        /// Recipe name or path; it must have a `placeholder:` section.
+        recipe: String,
+        /// Template variable, e.g. chain_url=http://boot.example/boot.ipxe. Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = config::parse_set)]
+        sets: Vec<(String, String)>,
+        /// Render this template instead of the recipe's.
+        #[arg(long, value_name = "FILE")]
+        template: Option<PathBuf>,
+        /// Also copy the patched outputs to DIR/<recipe>/<output>.
+        #[arg(long, short, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Toolchain images.
     Toolchain {
@@ -196,6 +212,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Build { sel, check, out } => cmd_build(&ctx, &sel, check, out.as_deref()),
         Command::Plan { sel } => cmd_plan(&ctx, &sel),
+        Command::Embed {
+            recipe,
+            sets,
+            template,
+            out,
+        } => cmd_embed(&ctx, &recipe, &sets, template.as_deref(), out.as_deref()),
         Command::Toolchain {
             command: ToolchainCommand::Build { name },
         } => cmd_toolchain_build(&ctx, &name),
@@ -310,6 +332,37 @@ fn cmd_plan(ctx: &Ctx, sel: &Selection) -> Result<ExitCode> {
             for reason in &p.reasons {
                 println!("  {reason}");
             }
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_embed(
+    ctx: &Ctx,
+    recipe: &str,
+    sets: &[(String, String)],
+    template: Option<&Path>,
+    out: Option<&Path>,
+) -> Result<ExitCode> {
+    let recipe = LoadedRecipe::find(&ctx.recipes_dir, recipe)?;
+    let vars = sets.iter().cloned().collect();
+    let report = package::embed(&ctx.settings, &recipe, template, &vars)?;
+    if let Some(dir) = out {
+        for o in &report.outputs {
+            let dest = dir.join(&report.recipe).join(&o.name);
+            ctx.settings
+                .store
+                .export_blob(&o.sha256, &dest, Some(0o644))?;
+        }
+    }
+    ctx.print(&report, || {
+        println!(
+            "{}: script {} ({} of {} bytes) from {}",
+            report.recipe, report.script, report.script_size, report.capacity, report.template
+        );
+        for o in &report.outputs {
+            let how = if o.patched { "patched" } else { "unchanged" };
+            println!("  {:<40} {}  {} bytes  {how}", o.name, o.sha256, o.size);
         }
     })?;
     Ok(ExitCode::SUCCESS)

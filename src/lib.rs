@@ -2,12 +2,14 @@
 //!
 //! The pipeline runs one way, each stage a module that uses only the ones before it:
 //! [`recipe`] (parse and validate) → [`source`] (pinned sources) → [`build`] (action keys,
-//! steps in pinned containers) → [`store`] (blobs by sha256, action cache). [`cli`] only
+//! steps in pinned containers) → [`store`] (blobs by sha256, action cache) → [`package`]
+//! (chainload scripts written into built binaries). [`cli`] only
 //! parses arguments and calls the stages; [`config`] merges flags, environment and file.
 
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod package;
 pub mod recipe;
 pub mod source;
 pub mod store;

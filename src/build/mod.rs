@@ -136,38 +136,31 @@ struct Prepared<'a> {
 fn prepare<'a>(recipe: &'a LoadedRecipe, req: &Request) -> Result<Prepared<'a>> {
     let selected = recipe.select_outputs(&req.targets)?;
     let vars = recipe.resolve_vars(&req.sets)?;
-    let embed_path = match (&req.embed, &recipe.recipe.embed) {
-        (Some(p), _) => {
+    let embed = match (&req.embed, &recipe.recipe.embed, &recipe.recipe.placeholder) {
+        (Some(p), _, _) => {
             if !recipe.uses_embed() {
                 bail!(
                     "recipe {}: --embed given, but no step uses `{{embed}}`",
                     recipe.name
                 );
             }
-            Some(p.clone())
+            Some(read_embed(p)?)
         }
-        (None, Some(rel)) => Some(recipe.resolve(rel)),
-        (None, None) if recipe.uses_embed() => bail!(
-            "recipe {}: a step uses `{{embed}}` but the recipe has no `embed` and no --embed was given",
-            recipe.name
-        ),
-        (None, None) => None,
-    };
-    let embed = embed_path
-        .map(|path| -> Result<Embed> {
-            let bytes = fs::read(&path)
-                .with_context(|| format!("reading embedded script {}", path.display()))?;
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .context("the embedded script path has no file name")?;
-            Ok(Embed {
-                name,
+        (None, Some(rel), _) => Some(read_embed(&recipe.resolve(rel))?),
+        (None, None, Some(placeholder)) => {
+            let bytes = placeholder.bytes();
+            Some(Embed {
+                name: placeholder.kind.file_name().to_owned(),
                 digest: Digest::of(&bytes),
                 bytes,
             })
-        })
-        .transpose()?;
+        }
+        (None, None, None) if recipe.uses_embed() => bail!(
+            "recipe {}: a step uses `{{embed}}` but the recipe has no `embed` and no --embed was given",
+            recipe.name
+        ),
+        (None, None, None) => None,
+    };
     let patches = recipe
         .recipe
         .patches
@@ -185,6 +178,20 @@ fn prepare<'a>(recipe: &'a LoadedRecipe, req: &Request) -> Result<Prepared<'a>> 
         embed,
         source: source::identify(recipe)?,
         patches,
+    })
+}
+
+fn read_embed(path: &Path) -> Result<Embed> {
+    let bytes =
+        fs::read(path).with_context(|| format!("reading embedded script {}", path.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .context("the embedded script path has no file name")?;
+    Ok(Embed {
+        name,
+        digest: Digest::of(&bytes),
+        bytes,
     })
 }
 

@@ -3,6 +3,7 @@
 //! parser can point at the offending line, the rest right after.
 
 mod error;
+pub mod placeholder;
 pub mod toolchain;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::Digest;
 pub use error::{RecipeError, parse_yaml};
+pub use placeholder::{Placeholder, ScriptKind};
 pub use toolchain::ToolchainSpec;
 
 /// Variables every recipe may use in its steps without declaring them.
@@ -38,6 +40,9 @@ pub struct Recipe {
     /// Default script for `{embed}`, relative to the recipe file.
     #[serde(default)]
     pub embed: Option<String>,
+    /// Embed a fixed-capacity placeholder instead, for `bootforge embed`/`package` to patch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<Placeholder>,
     /// Recipe variables and their defaults; `--set KEY=VALUE` overrides.
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
@@ -388,6 +393,32 @@ impl LoadedRecipe {
                     self.resolve(e).display()
                 ),
             ));
+        }
+        if let Some(p) = &r.placeholder {
+            if r.embed.is_some() {
+                return Err(self.error(
+                    "placeholder:",
+                    "placeholder",
+                    "give either `embed` or `placeholder`, not both".into(),
+                ));
+            }
+            if p.capacity < placeholder::MIN_CAPACITY {
+                return Err(self.error(
+                    "capacity:",
+                    "placeholder.capacity",
+                    format!("must be at least {} bytes", placeholder::MIN_CAPACITY),
+                ));
+            }
+            if !self.resolve(&p.template).is_file() {
+                return Err(self.error(
+                    &p.template,
+                    "placeholder.template",
+                    format!(
+                        "template {} does not exist",
+                        self.resolve(&p.template).display()
+                    ),
+                ));
+            }
         }
         if let Some(w) = &r.workdir
             && !is_plain_relative(w)

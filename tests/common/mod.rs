@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod boot;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -68,6 +70,27 @@ fn toolchain_ready(store: &Path) -> bool {
         .unwrap()
         .trim_start_matches("sha256:");
     rec["spec_sha256"] == spec_hex.as_str() && store.join("blobs/sha256").join(rootfs).is_file()
+}
+
+/// A Debian binary package downloaded by `ci/test.sh` (`apt-get download NAME`) into
+/// `$BOOTFORGE_TEST_DEBS` (default `target/debs`).
+pub fn deb(name: &str) -> PathBuf {
+    let dir = std::env::var_os("BOOTFORGE_TEST_DEBS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/debs"));
+    let prefix = format!("{name}_");
+    let found = fs::read_dir(&dir).ok().and_then(|entries| {
+        entries.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with(&prefix) && n.ends_with(".deb")
+        })
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "{name}_*.deb not found in {}: run ci/test.sh, or `apt-get download {name}` there",
+            dir.display()
+        )
+    })
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
