@@ -279,7 +279,7 @@ fn cmd_build(ctx: &Ctx, sel: &Selection, check: bool, out: Option<&Path>) -> Res
                 let dest = dir.join(&r.recipe).join(&o.name);
                 ctx.settings
                     .store
-                    .export_blob(&o.sha256, &dest, Some(0o644))?;
+                    .export_blob(&o.sha256, &dest, Some(o.mode()))?;
             }
         }
     }
@@ -350,15 +350,20 @@ fn cmd_embed(
     if let Some(dir) = out {
         for o in &report.outputs {
             let dest = dir.join(&report.recipe).join(&o.name);
+            let mode = if o.executable { 0o755 } else { 0o644 };
             ctx.settings
                 .store
-                .export_blob(&o.sha256, &dest, Some(0o644))?;
+                .export_blob(&o.sha256, &dest, Some(mode))?;
         }
     }
     ctx.print(&report, || {
         println!(
-            "{}: script {} ({} of {} bytes) from {}",
-            report.recipe, report.script, report.script_size, report.capacity, report.template
+            "{}: script {} ({} of {} bytes){}",
+            report.recipe,
+            report.script,
+            report.script_size,
+            report.capacity,
+            if report.cached { ", cached" } else { "" }
         );
         for o in &report.outputs {
             let how = if o.patched { "patched" } else { "unchanged" };

@@ -181,3 +181,46 @@ fn missing_template_variables_and_recipes_without_a_placeholder_are_errors() {
         .fails()
         .says(&["recipe hello has no `placeholder:` section"]);
 }
+
+#[test]
+fn compressed_outputs_are_remade_from_their_patched_uncompressed_form() {
+    let env = Env::new();
+    let run = |msg: &str| {
+        env.run(&[
+            "--json",
+            "embed",
+            "patchable",
+            "--set",
+            &format!("message={msg}"),
+            "-o",
+            "out",
+        ])
+        .ok()
+        .json()
+    };
+    let first = run("hello-from-embed");
+    assert_eq!(first["cached"], false);
+    assert_eq!(first["containers_started"], 1, "{first}");
+    for o in first["outputs"].as_array().unwrap() {
+        assert_eq!(o["patched"], true, "{o}");
+    }
+    // The patched program runs the new script (it prints what is embedded).
+    let out = std::process::Command::new(env.path().join("out/patchable/hello")).output();
+    let out = String::from_utf8_lossy(&out.unwrap().stdout).into_owned();
+    assert!(out.contains("echo fixture says hello-from-embed"), "{out}");
+    // The remade archive holds exactly the patched program.
+    let gz = fs::File::open(env.path().join("out/patchable/hello.gz")).unwrap();
+    let mut unpacked = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut unpacked).unwrap();
+    assert_eq!(
+        unpacked,
+        fs::read(env.path().join("out/patchable/hello")).unwrap()
+    );
+
+    // The same embed again is reused without starting anything.
+    let again = run("hello-from-embed");
+    assert_eq!(again["cached"], true);
+    assert_eq!(again["containers_started"], 0);
+    assert_eq!(again["outputs"], first["outputs"]);
+    env.assert_store_intact();
+}

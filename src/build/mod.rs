@@ -53,6 +53,16 @@ pub struct Artifact {
     pub name: String,
     pub sha256: Digest,
     pub size: u64,
+    /// The build left it executable (a host tool such as iPXE's zbin); blobs carry no mode.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub executable: bool,
+}
+
+impl Artifact {
+    /// The file mode to give an exported copy.
+    pub fn mode(&self) -> u32 {
+        if self.executable { 0o755 } else { 0o644 }
+    }
 }
 
 /// How an action's outputs were made.
@@ -564,10 +574,13 @@ impl Run<'_> {
                 );
             }
             let stored = store.put_file(&path)?;
+            use std::os::unix::fs::PermissionsExt;
+            let executable = fs::metadata(&path)?.permissions().mode() & 0o111 != 0;
             outputs.push(Artifact {
                 name: o.clone(),
                 sha256: stored.digest,
                 size: stored.size,
+                executable,
             });
         }
         let log_blob = store.put_file(&log_path)?.digest;

@@ -409,6 +409,24 @@ impl LoadedRecipe {
                     format!("must be at least {} bytes", placeholder::MIN_CAPACITY),
                 ));
             }
+            for (i, rp) in p.repack.iter().enumerate() {
+                for (field, name) in [("output", &rp.output), ("patch", &rp.patch)] {
+                    if !r.outputs.contains(name) {
+                        return Err(self.error(
+                            name,
+                            &format!("placeholder.repack[{i}].{field}"),
+                            format!("`{name}` is not one of the recipe's outputs"),
+                        ));
+                    }
+                }
+                if rp.run.is_empty() {
+                    return Err(self.error(
+                        "run:",
+                        &format!("placeholder.repack[{i}].run"),
+                        "is empty".into(),
+                    ));
+                }
+            }
             if !self.resolve(&p.template).is_file() {
                 return Err(self.error(
                     &p.template,

@@ -35,6 +35,24 @@ pub struct Placeholder {
     pub capacity: usize,
     /// The template `embed` and `package` render into it, relative to the recipe.
     pub template: String,
+    /// Outputs whose placeholder is compressed: how to remake them from a patched
+    /// uncompressed form.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repack: Vec<Repack>,
+}
+
+/// How to remake a compressed output after patching its uncompressed form, e.g. iPXE's
+/// `bin/undionly.kpxe` = `util/zbin32 bin/undionly.kpxe.bin bin/undionly.kpxe.zinfo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Repack {
+    /// The output to remake.
+    pub output: String,
+    /// The output holding the placeholder uncompressed; it is patched first.
+    pub patch: String,
+    /// Command run in the recipe's toolchain, in a directory holding the recipe's outputs
+    /// (the patched one replaced); its standard output becomes the new `output`.
+    pub run: Vec<String>,
 }
 
 /// The text that marks a placeholder; unique enough not to occur by accident.

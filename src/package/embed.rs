@@ -1,0 +1,274 @@
+//! `bootforge embed`: a rendered chainload script written into a recipe's built binaries.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::{patch, template};
+use crate::build::executor::StepCommand;
+use crate::build::toolchain::{self, Toolchain};
+use crate::build::{self, Artifact, Request, Settings};
+use crate::recipe::placeholder::Repack;
+use crate::recipe::{LoadedRecipe, Placeholder, ScriptKind};
+use crate::store::{Digest, Store};
+
+/// Outputs larger than this are not scanned for a placeholder: boot loaders are small.
+const MAX_PATCHABLE: u64 = 64 << 20;
+
+/// Bumped when the way outputs are patched changes.
+const EMBED_SCHEMA: u32 = 1;
+
+/// One output after `embed`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EmbeddedArtifact {
+    pub name: String,
+    pub sha256: Digest,
+    pub size: u64,
+    /// False when the output held no placeholder and is passed on unchanged.
+    pub patched: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub executable: bool,
+}
+
+/// The result of `bootforge embed`; also what `actions/<key>.json` records for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EmbedReport {
+    pub schema: u32,
+    pub kind: String,
+    pub key: String,
+    pub recipe: String,
+    /// The build whose outputs were patched.
+    pub build_action: String,
+    /// The rendered script, kept as a blob.
+    pub script: Digest,
+    pub script_size: usize,
+    pub capacity: usize,
+    pub outputs: Vec<EmbeddedArtifact>,
+    /// True when this exact embed was done before and its results were reused.
+    #[serde(skip_deserializing)]
+    pub cached: bool,
+    /// Containers started (repacking compressed images); 0 when cached.
+    #[serde(skip_deserializing)]
+    pub containers_started: u32,
+    /// True when the recipe's build came from the cache (the usual case: no rebuild).
+    #[serde(skip_deserializing)]
+    pub build_cached: bool,
+}
+
+/// Builds `recipe` (normally a cache hit), renders its placeholder template (or `template`)
+/// with `vars`, and stores copies of its outputs with the script written in.
+pub fn embed(
+    settings: &Settings,
+    recipe: &LoadedRecipe,
+    template: Option<&Path>,
+    vars: &BTreeMap<String, String>,
+) -> Result<EmbedReport> {
+    let placeholder = recipe.recipe.placeholder.as_ref().with_context(|| {
+        format!(
+            "recipe {} has no `placeholder:` section, so its binaries have nothing to patch \
+             (see recipes/README.md); rebuild with `bootforge build {} --embed FILE` instead",
+            recipe.name, recipe.name
+        )
+    })?;
+    let built = build::build(settings, recipe, &Request::default())?;
+    let template: PathBuf = template
+        .map(Path::to_owned)
+        .unwrap_or_else(|| recipe.resolve(&placeholder.template));
+    let script = template::render(&template, vars)?;
+    check_script(placeholder.kind, &script)
+        .with_context(|| format!("the script rendered from {}", template.display()))?;
+    let store = &settings.store;
+    let script_blob = store.put_bytes(script.as_bytes())?.digest;
+
+    let key_input = serde_json::json!({
+        "schema": EMBED_SCHEMA,
+        "build": built.action_key,
+        "script": script_blob,
+        "placeholder": placeholder,
+    });
+    let key = Digest::of(key_input.to_string().as_bytes()).hex();
+    let entry_path = format!("actions/{key}.json");
+    if let Some(mut done) = store.read_json::<EmbedReport>(&entry_path)?
+        && done.outputs.iter().all(|o| store.has_blob(&o.sha256))
+    {
+        done.cached = true;
+        done.build_cached = built.cached;
+        return Ok(done);
+    }
+
+    let patcher = Patcher {
+        settings,
+        recipe,
+        placeholder,
+        script: script.as_bytes(),
+        built: &built.outputs,
+    };
+    let (outputs, containers_started) = patcher.run()?;
+    let report = EmbedReport {
+        schema: EMBED_SCHEMA,
+        kind: "embed".into(),
+        key,
+        recipe: recipe.name.clone(),
+        build_action: built.action_key,
+        script: script_blob,
+        script_size: script.len(),
+        capacity: placeholder.capacity,
+        outputs,
+        cached: false,
+        containers_started,
+        build_cached: built.cached,
+    };
+    store.write_json(&entry_path, &report)?;
+    Ok(report)
+}
+
+/// Refuses scripts the loader would silently stop reading.
+fn check_script(kind: ScriptKind, script: &str) -> Result<()> {
+    if kind == ScriptKind::Grub {
+        // Seen with GRUB 2.06: an apostrophe in a `#` comment line of the embedded config
+        // makes GRUB drop the rest of it and fall to its prompt.
+        if let Some((n, line)) = script
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.trim_start().starts_with('#') && l.contains('\''))
+        {
+            bail!(
+                "line {}: GRUB stops reading an embedded config at a comment with an apostrophe: {line:?}",
+                n + 1
+            );
+        }
+    }
+    Ok(())
+}
+
+struct Patcher<'a> {
+    settings: &'a Settings,
+    recipe: &'a LoadedRecipe,
+    placeholder: &'a Placeholder,
+    script: &'a [u8],
+    built: &'a [Artifact],
+}
+
+impl Patcher<'_> {
+    fn store(&self) -> &Store {
+        &self.settings.store
+    }
+
+    fn run(&self) -> Result<(Vec<EmbeddedArtifact>, u32)> {
+        let ph = self.placeholder.bytes();
+        let mut outputs = Vec::new();
+        for o in self.built {
+            let mut out = EmbeddedArtifact {
+                name: o.name.clone(),
+                sha256: o.sha256,
+                size: o.size,
+                patched: false,
+                executable: o.executable,
+            };
+            if o.size <= MAX_PATCHABLE {
+                let data = self.store().read_blob(&o.sha256)?;
+                let patched = patch::patch(&data, &ph, self.script)
+                    .with_context(|| format!("recipe {}: patching {}", self.recipe.name, o.name))?;
+                if let Some(bytes) = patched {
+                    let s = self.store().put_bytes(&bytes)?;
+                    (out.sha256, out.size, out.patched) = (s.digest, s.size, true);
+                }
+            }
+            outputs.push(out);
+        }
+        let mut started = 0;
+        for rp in &self.placeholder.repack {
+            let repacked = self.repack(rp, &outputs).with_context(|| {
+                format!(
+                    "recipe {}: remaking {} after patching {}",
+                    self.recipe.name, rp.output, rp.patch
+                )
+            })?;
+            started += u32::from(self.settings.executor.kind.is_container());
+            let slot = outputs
+                .iter_mut()
+                .find(|o| o.name == rp.output)
+                .expect("validated: repack output is an output");
+            (slot.sha256, slot.size, slot.patched) = (repacked.digest, repacked.size, true);
+        }
+        if !outputs.iter().any(|o| o.patched) {
+            bail!(
+                "recipe {}: none of its outputs contains the placeholder (was it built with `--embed`?)",
+                self.recipe.name
+            );
+        }
+        Ok((outputs, started))
+    }
+
+    /// Runs the repack command on the outputs (with the patched one) in the toolchain.
+    fn repack(&self, rp: &Repack, outputs: &[EmbeddedArtifact]) -> Result<crate::store::Stored> {
+        let source = outputs
+            .iter()
+            .find(|o| o.name == rp.patch)
+            .expect("validated: patch is an output");
+        if !source.patched {
+            bail!("{} holds no placeholder to patch", rp.patch);
+        }
+        let store = self.store();
+        let work = store.temp_dir("repack-")?;
+        let tree = work.path().join("tree");
+        for o in outputs
+            .iter()
+            .filter(|o| o.name == rp.patch || rp.run.contains(&o.name))
+        {
+            let mode = if rp.run.first() == Some(&o.name) {
+                0o755
+            } else {
+                0o644
+            };
+            store.export_blob(&o.sha256, &tree.join(&o.name), Some(mode))?;
+        }
+        let executor = &self.settings.executor;
+        let toolchain = match toolchain::resolve(self.recipe, store, executor)? {
+            Ok(t) => t,
+            Err(_) => bail!("the recipe's toolchain is not built"),
+        };
+        toolchain::ensure_image(&toolchain, store, executor)?;
+        let env = [
+            ("TZ".to_owned(), "UTC".to_owned()),
+            ("LC_ALL".to_owned(), "C".to_owned()),
+        ];
+        let name = format!("bootforge-repack-{}", std::process::id());
+        let image = match &toolchain {
+            Toolchain::Host => None,
+            t => t.image(),
+        };
+        let out = executor
+            .command(&StepCommand {
+                tree: &tree,
+                workdir: "",
+                embed_dir: None,
+                image,
+                argv: &rp.run,
+                env: &env,
+                name: &name,
+            })
+            .stdin(std::process::Stdio::null())
+            .output()
+            .with_context(|| format!("running {}", rp.run.join(" ")))?;
+        if !out.status.success() {
+            bail!(
+                "`{}` {}: {}",
+                rp.run.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        if out.stdout.is_empty() {
+            bail!(
+                "`{}` wrote nothing to its standard output",
+                rp.run.join(" ")
+            );
+        }
+        let _ = fs::remove_dir_all(&tree);
+        store.put_bytes(&out.stdout)
+    }
+}
