@@ -91,6 +91,22 @@ enum Command {
         #[arg(long, short, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Assemble a medium from the profile's loaders (building and embedding as needed),
+    /// store it with its manifest and print its sha256.
+    Package {
+        /// The medium to make.
+        #[arg(long, value_enum)]
+        target: package::Target,
+        /// Media profile [default: <recipes>/media/default.yaml].
+        #[arg(long, value_name = "FILE")]
+        profile: Option<PathBuf>,
+        /// Template variable, e.g. chain_url=http://boot.example/boot.ipxe. Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = config::parse_set)]
+        sets: Vec<(String, String)>,
+        /// Also copy the medium to DIR.
+        #[arg(long, short, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Toolchain images.
     Toolchain {
         #[command(subcommand)]
@@ -212,6 +228,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Build { sel, check, out } => cmd_build(&ctx, &sel, check, out.as_deref()),
         Command::Plan { sel } => cmd_plan(&ctx, &sel),
+        Command::Package {
+            target,
+            profile,
+            sets,
+            out,
+        } => cmd_package(&ctx, target, profile.as_deref(), &sets, out.as_deref()),
         Command::Embed {
             recipe,
             sets,
@@ -368,6 +390,39 @@ fn cmd_embed(
         for o in &report.outputs {
             let how = if o.patched { "patched" } else { "unchanged" };
             println!("  {:<40} {}  {} bytes  {how}", o.name, o.sha256, o.size);
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_package(
+    ctx: &Ctx,
+    target: package::Target,
+    profile: Option<&Path>,
+    sets: &[(String, String)],
+    out: Option<&Path>,
+) -> Result<ExitCode> {
+    let path = profile
+        .map(Path::to_owned)
+        .unwrap_or_else(|| ctx.recipes_dir.join(package::profile::DEFAULT_PROFILE));
+    let profile = package::profile::LoadedProfile::load(&path)?;
+    let report = package::package(&ctx.settings, &ctx.recipes_dir, &profile, target, sets)?;
+    if let Some(dir) = out {
+        ctx.settings
+            .store
+            .export_blob(&report.sha256, &dir.join(&report.name), Some(0o644))?;
+    }
+    ctx.print(&report, || {
+        println!(
+            "{} {}  {} bytes{} (manifest {})",
+            report.name,
+            report.sha256,
+            report.size,
+            if report.cached { ", cached" } else { "" },
+            report.manifest
+        );
+        for c in &report.contents {
+            println!("  {:<24} {}  {} bytes", c.path, c.sha256, c.size);
         }
     })?;
     Ok(ExitCode::SUCCESS)

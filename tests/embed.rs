@@ -6,41 +6,8 @@ mod common;
 use std::fs;
 use std::time::Duration;
 
+use common::Env;
 use common::boot::{HttpServer, qemu};
-use common::{Env, root};
-
-/// A GRUB EFI network image made from Debian's GRUB modules (a recipe source pinned by the
-/// sha256 of the downloaded .deb) with a placeholder early config.
-fn grubnet_recipe(env: &Env) -> String {
-    let deb = common::deb("grub-efi-amd64-bin");
-    let imported = env
-        .run(&["--json", "cache", "import", deb.to_str().unwrap()])
-        .ok()
-        .json();
-    let sha = imported[0]["sha256"].as_str().unwrap().to_owned();
-    let text = format!(
-        "source:
-  url: https://debian.example.invalid/pool/main/g/grub2/grub-efi-amd64-bin.deb
-  sha256: {sha}
-epoch: 1700000000
-toolchain: test
-placeholder:
-  kind: grub
-  capacity: 4096
-  template: {}/embed/grub.cfg.j2
-steps:
-  - run: [grub-mkimage, -d, usr/lib/grub/x86_64-efi, -O, x86_64-efi, -p, /EFI/BOOT,
-          -c, \"{{embed}}\", -o, grubnet.efi,
-          efinet, http, tftp, net, normal, configfile, echo, halt, reboot, sleep]
-outputs: [grubnet.efi]
-",
-        root().display()
-    );
-    env.write_recipe("grubnet", &text)
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
 
 fn embed(env: &Env, recipe: &str, url: &str) -> serde_json::Value {
     env.run(&[
@@ -59,7 +26,7 @@ fn embed(env: &Env, recipe: &str, url: &str) -> serde_json::Value {
 #[test]
 fn a_patched_grub_efi_image_boots_and_chains_to_the_new_url() {
     let env = Env::new();
-    let recipe = grubnet_recipe(&env);
+    let recipe = env.grubnet_recipe();
     let server = HttpServer::start("echo bootforge-test: served config\nhalt\n");
     let report = embed(&env, &recipe, &server.guest_url("grub.cfg"));
     let out = &report["outputs"][0];
@@ -68,11 +35,11 @@ fn a_patched_grub_efi_image_boots_and_chains_to_the_new_url() {
     let tftp = env.path().join("tftp");
     fs::create_dir(&tftp).unwrap();
     fs::copy(
-        env.path().join("out/grubnet/grubnet.efi"),
-        tftp.join("grubnet.efi"),
+        env.path().join("out/grubnet/images/grubx64.efi"),
+        tftp.join("grubx64.efi"),
     )
     .unwrap();
-    let netdev = format!("user,id=n0,tftp={},bootfile=grubnet.efi", tftp.display());
+    let netdev = format!("user,id=n0,tftp={},bootfile=grubx64.efi", tftp.display());
     let run = qemu(
         "x86_64",
         &[
@@ -112,7 +79,7 @@ fn a_patched_grub_efi_image_boots_and_chains_to_the_new_url() {
 #[test]
 fn embedding_is_deterministic_and_never_rebuilds() {
     let env = Env::new();
-    let recipe = grubnet_recipe(&env);
+    let recipe = env.grubnet_recipe();
     let first = embed(&env, &recipe, "http://boot.example/a.cfg");
     let again = embed(&env, &recipe, "http://boot.example/a.cfg");
     assert_eq!(again["build_cached"], true, "{again}");
@@ -124,8 +91,8 @@ fn embedding_is_deterministic_and_never_rebuilds() {
     // The patched binary differs from the built one only inside the placeholder.
     let built = common::only_build(&env.run(&["--json", "build", &recipe]).ok());
     assert_eq!(built["cached"], true);
-    let built = env.blob(&common::output(&built, "grubnet.efi"));
-    let patched = fs::read(env.path().join("out/grubnet/grubnet.efi")).unwrap();
+    let built = env.blob(&common::output(&built, "images/grubx64.efi"));
+    let patched = fs::read(env.path().join("out/grubnet/images/grubx64.efi")).unwrap();
     assert_eq!(built.len(), patched.len());
     let differing: Vec<usize> = (0..built.len())
         .filter(|&i| built[i] != patched[i])
@@ -142,12 +109,12 @@ fn embedding_is_deterministic_and_never_rebuilds() {
 #[test]
 fn a_script_longer_than_the_placeholder_is_refused() {
     let env = Env::new();
-    let recipe = grubnet_recipe(&env);
+    let recipe = env.grubnet_recipe();
     let long = format!("http://boot.example/{}", "a".repeat(5000));
     env.run(&["embed", &recipe, "--set", &format!("chain_url={long}")])
         .fails()
         .says(&[
-            "patching grubnet.efi",
+            "patching images/grubx64.efi",
             "more than the placeholder's capacity of 4096 bytes",
         ]);
 }
@@ -155,7 +122,7 @@ fn a_script_longer_than_the_placeholder_is_refused() {
 #[test]
 fn missing_template_variables_and_recipes_without_a_placeholder_are_errors() {
     let env = Env::new();
-    let recipe = grubnet_recipe(&env);
+    let recipe = env.grubnet_recipe();
     env.run(&["embed", &recipe]).fails().says(&[
         "grub.cfg.j2:",
         "`chain_url` not set",

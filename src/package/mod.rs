@@ -1,9 +1,13 @@
-//! The package stage: turns build outputs into what machines boot. So far: rendering the
-//! chainload script templates in `embed/` and writing the rendered script into the
-//! placeholder of already-built binaries (`bootforge embed`), without a rebuild.
+//! The package stage: turns build outputs into what machines boot: chainload scripts
+//! rendered from `embed/` and written into built binaries (`bootforge embed`), and media
+//! assembled from them (`bootforge package`).
 
+mod bundle;
 mod embed;
+mod media;
 mod patch;
+pub mod profile;
 pub mod template;
 
 pub use embed::{EmbedReport, EmbeddedArtifact, embed};
+pub use media::{Manifest, PackageReport, Target, package};

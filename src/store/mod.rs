@@ -107,6 +107,17 @@ impl Store {
             .with_context(|| format!("storing {}", path.display()))
     }
 
+    /// Moves a finished temporary file (from [`Store::temp_file`]) into the store.
+    pub fn put_temp(&self, tmp: NamedTempFile) -> Result<Stored> {
+        let f = File::open(tmp.path()).context("reopening a temporary file")?;
+        let (digest, size) = hash_reader(BufReader::with_capacity(1 << 20, f))?;
+        let dest = self.blob_path(&digest);
+        if !dest.exists() {
+            self.commit(tmp, &dest)?;
+        }
+        Ok(Stored { digest, size })
+    }
+
     /// Stores bytes held in memory (small documents, logs).
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Stored> {
         self.put_reader(bytes)

@@ -237,6 +237,40 @@ impl Env {
         self.write_recipe(name, &text).to_str().unwrap().to_owned()
     }
 
+    /// A recipe making a GRUB EFI network image (`images/grubx64.efi`) from Debian's GRUB
+    /// modules, its source the downloaded .deb pinned by sha256, with a placeholder config.
+    pub fn grubnet_recipe(&self) -> String {
+        let deb = deb("grub-efi-amd64-bin");
+        let imported = self
+            .run(&["--json", "cache", "import", deb.to_str().unwrap()])
+            .ok()
+            .json();
+        let sha = imported[0]["sha256"].as_str().unwrap().to_owned();
+        let text = format!(
+            "source:
+  url: https://debian.example.invalid/pool/main/g/grub2/grub-efi-amd64-bin.deb
+  sha256: {sha}
+epoch: 1700000000
+toolchain: test
+placeholder:
+  kind: grub
+  capacity: 4096
+  template: {}/embed/grub.cfg.j2
+steps:
+  - run: [mkdir, images]
+  - run: [grub-mkimage, -d, usr/lib/grub/x86_64-efi, -O, x86_64-efi, -p, /EFI/BOOT,
+          -c, \"{{embed}}\", -o, images/grubx64.efi,
+          efinet, http, tftp, net, normal, configfile, echo, halt, reboot, sleep]
+outputs: [images/grubx64.efi]
+",
+            root().display()
+        );
+        self.write_recipe("grubnet", &text)
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
     pub fn blob(&self, digest: &str) -> Vec<u8> {
         let hex = digest.trim_start_matches("sha256:");
         fs::read(self.store().join("blobs/sha256").join(hex)).unwrap()

@@ -1,0 +1,121 @@
+//! Media profiles (`recipes/media/*.yaml`): which loader boots each platform, which recipe
+//! provides it, and default template variables.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::recipe::parse_yaml;
+
+/// The default profile, relative to the recipes directory.
+pub const DEFAULT_PROFILE: &str = "media/default.yaml";
+
+/// A loader for one platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Loader {
+    Ipxe,
+    Grub,
+    None,
+}
+
+/// Which loader boots each platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Loaders {
+    #[serde(default = "ipxe")]
+    pub bios: Loader,
+    #[serde(default = "ipxe", rename = "uefi-x64")]
+    pub uefi_x64: Loader,
+    #[serde(default = "ipxe", rename = "uefi-arm64")]
+    pub uefi_arm64: Loader,
+}
+
+fn ipxe() -> Loader {
+    Loader::Ipxe
+}
+
+impl Default for Loaders {
+    fn default() -> Loaders {
+        Loaders {
+            bios: Loader::Ipxe,
+            uefi_x64: Loader::Ipxe,
+            uefi_arm64: Loader::Ipxe,
+        }
+    }
+}
+
+/// A media profile as written in YAML.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub loaders: Loaders,
+    /// Recipe (name or path relative to the profile) providing each loader: keys `ipxe`,
+    /// `grub`.
+    #[serde(default)]
+    pub recipes: BTreeMap<String, String>,
+    /// Template variables (`chain_url`, ...); `--set` overrides.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    /// Timestamp for everything inside the media; default: the newest input build's
+    /// SOURCE_DATE_EPOCH.
+    #[serde(default)]
+    pub epoch: Option<i64>,
+    /// Directory of the DHCP snippet templates, relative to the profile.
+    #[serde(default = "default_templates")]
+    pub templates: String,
+}
+
+fn default_templates() -> String {
+    "../../embed".into()
+}
+
+/// A profile read from disk.
+#[derive(Debug, Clone)]
+pub struct LoadedProfile {
+    pub path: PathBuf,
+    pub profile: Profile,
+}
+
+impl LoadedProfile {
+    pub fn load(path: &Path) -> Result<LoadedProfile> {
+        let text = fs::read_to_string(path)
+            .with_context(|| format!("reading media profile {}", path.display()))?;
+        let profile: Profile = parse_yaml(path, &text)?;
+        Ok(LoadedProfile {
+            path: path.to_owned(),
+            profile,
+        })
+    }
+
+    /// A template of the profile's template directory.
+    pub fn template(&self, name: &str) -> PathBuf {
+        self.path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(&self.profile.templates)
+            .join(name)
+    }
+
+    /// The recipe reference for `loader` (`ipxe` → `ipxe` unless the profile says otherwise):
+    /// a path relative to the profile when it ends in `.yaml`, else a recipe name.
+    pub fn recipe_for(&self, loader: &str) -> String {
+        match self.profile.recipes.get(loader) {
+            Some(r) if r.ends_with(".yaml") => self
+                .path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(r)
+                .display()
+                .to_string(),
+            Some(r) => r.clone(),
+            None => loader.to_owned(),
+        }
+    }
+}
