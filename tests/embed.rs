@@ -143,7 +143,7 @@ fn missing_template_variables_and_recipes_without_a_placeholder_are_errors() {
         "chain_url=http://x/c",
     ])
     .fails()
-    .says(&["line 1: GRUB stops reading an embedded config at a comment with an apostrophe"]);
+    .says(&["line 1: GRUB's embedded config takes no comments"]);
     env.run(&["embed", "hello", "--set", "chain_url=http://x/"])
         .fails()
         .says(&["recipe hello has no `placeholder:` section"]);

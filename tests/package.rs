@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::boot::{HttpServer, qemu};
+use common::boot::{HttpServer, qemu, qemu_until};
 use common::{Env, Run, root};
 
 /// A profile booting x86_64 UEFI with the GRUB network image of `grubnet_recipe`.
@@ -155,19 +155,39 @@ fn the_pxe_bundle_reads_back_and_boots_uefi_through_grub() {
     env.assert_store_intact();
 }
 
-#[test]
-fn the_same_bundle_comes_out_in_another_directory_under_another_clock() {
+/// Packages `target` in two fresh directories, the second with the clock moved years
+/// ahead (libfaketime) and another TZ, and requires the same bytes.
+fn same_bytes_elsewhere(target: &str, make_profile: fn(&Env) -> String) {
+    let url = "chain_url=http://boot.example/boot";
     let first = Env::new();
-    let a = package(
-        &first,
-        &grub_profile(&first),
-        "http://boot.example/grub.cfg",
-    );
+    let profile = make_profile(&first);
+    let a = first
+        .run(&[
+            "--json",
+            "package",
+            "--target",
+            target,
+            "--profile",
+            &profile,
+            "--set",
+            url,
+        ])
+        .ok()
+        .json();
 
     let second = Env::new();
-    let profile = grub_profile(&second);
-    // Build normally, then package with the clock moved years ahead (libfaketime).
-    second.run(&["build", "recipes/grubnet.yaml"]).ok();
+    let profile = make_profile(&second);
+    // Builds run normally (podman under faketime is not the point); packaging does not.
+    let mut recipes: Vec<String> = fs::read_dir(second.recipes_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| p.to_str().unwrap().to_owned())
+        .collect();
+    recipes.sort();
+    let mut build = vec!["build"];
+    build.extend(recipes.iter().map(String::as_str));
+    second.run(&build).ok();
     let b: Run = Command::new("faketime")
         .arg("2031-07-01 12:00:00")
         .arg(env!("CARGO_BIN_EXE_bootforge"))
@@ -175,11 +195,12 @@ fn the_same_bundle_comes_out_in_another_directory_under_another_clock() {
             "--json",
             "package",
             "--target",
-            "pxe-bundle",
+            target,
             "--profile",
             &profile,
+            "--set",
+            url,
         ])
-        .args(["--set", "chain_url=http://boot.example/grub.cfg"])
         .current_dir(second.path())
         .env("BOOTFORGE_STORE", second.store())
         .env("BOOTFORGE_RECIPES", second.recipes_dir())
@@ -192,9 +213,19 @@ fn the_same_bundle_comes_out_in_another_directory_under_another_clock() {
     assert_eq!(b["cached"], false);
     assert_eq!(
         a["sha256"], b["sha256"],
-        "the bundle differs between directories or clocks"
+        "{target} differs between directories or clocks"
     );
     assert_eq!(a["contents"], b["contents"]);
+}
+
+#[test]
+fn the_same_bundle_comes_out_in_another_directory_under_another_clock() {
+    same_bytes_elsewhere("pxe-bundle", grub_profile);
+}
+
+#[test]
+fn the_same_iso_comes_out_in_another_directory_under_another_clock() {
+    same_bytes_elsewhere("iso", iso_profile);
 }
 
 #[test]
@@ -223,4 +254,173 @@ fn profile_errors_are_clear() {
     env.run(&["package", "--target", "pxe-bundle", "--profile", &profile])
         .fails()
         .says(&["grub.yaml:3:", "loaders.bios", "unknown variant `pxelinux`"]);
+}
+
+/// A profile for a hybrid ISO from Debian's ISOLINUX and iPXE (which gets the script as an
+/// initrd) for BIOS, and the patched GRUB network image for x86_64 UEFI.
+fn iso_profile(env: &Env) -> String {
+    env.grubnet_recipe();
+    env.deb_recipe(
+        "deb-isolinux",
+        "isolinux",
+        &[
+            "usr/lib/ISOLINUX/isolinux.bin",
+            "usr/lib/ISOLINUX/isohdpfx.bin",
+        ],
+    );
+    env.deb_recipe(
+        "deb-syslinux-common",
+        "syslinux-common",
+        &["usr/lib/syslinux/modules/bios/ldlinux.c32"],
+    );
+    env.deb_recipe("deb-ipxe", "ipxe", &["boot/ipxe.lkrn"]);
+    let media = env.recipes_dir().join("media");
+    fs::create_dir_all(&media).unwrap();
+    let path = media.join("iso.yaml");
+    let text = format!(
+        "loaders:\n  bios: ipxe\n  uefi-x64: grub\n  uefi-arm64: none\nrecipes:\n  grub: ../grubnet.yaml\n\
+         files:\n  isolinux.bin: ../deb-isolinux.yaml:usr/lib/ISOLINUX/isolinux.bin\n\
+         \x20 isohdpfx.bin: ../deb-isolinux.yaml:usr/lib/ISOLINUX/isohdpfx.bin\n\
+         \x20 ldlinux.c32: ../deb-syslinux-common.yaml:usr/lib/syslinux/modules/bios/ldlinux.c32\n\
+         \x20 ipxe.lkrn: ../deb-ipxe.yaml:boot/ipxe.lkrn\ntemplates: {}/embed\n",
+        root().display()
+    );
+    fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn the_iso_reads_back_and_boots_as_cd_and_disk_under_seabios_and_ovmf() {
+    let env = Env::new();
+    let profile = iso_profile(&env);
+    // iPXE asks with platform=...; GRUB's configfile request has only the mac.
+    let server = HttpServer::start_with(|path| {
+        if path.contains("platform=") {
+            "#!ipxe\necho bootforge-test: ipxe script served\npoweroff\n".into()
+        } else {
+            "echo bootforge-test: grub config served\nhalt\n".into()
+        }
+    });
+    let url = server.guest_url("boot");
+    let report = env
+        .run(&[
+            "--json",
+            "package",
+            "--target",
+            "iso",
+            "--profile",
+            &profile,
+            "--set",
+            &format!("chain_url={url}"),
+            "-o",
+            "out",
+        ])
+        .ok()
+        .json();
+    let iso = env.path().join("out/bootforge.iso");
+    assert_eq!(
+        report["sha256"].as_str().unwrap(),
+        format!("sha256:{}", common::sha256_hex(&fs::read(&iso).unwrap()))
+    );
+    let iso_s = iso.to_str().unwrap();
+
+    // xorriso sees both El Torito entries; sfdisk sees the GPT with its ESP.
+    let torito = run_tool(
+        env.path(),
+        "xorriso",
+        &["-indev", iso_s, "-report_el_torito", "plain"],
+    );
+    let all = format!("{}{}", torito.stdout, torito.stderr);
+    assert!(all.contains("El Torito boot img :   1  BIOS"), "{all}");
+    assert!(all.contains("El Torito boot img :   2  UEFI"), "{all}");
+    let files = run_tool(
+        env.path(),
+        "xorriso",
+        &["-indev", iso_s, "-find", "/", "-type", "f"],
+    )
+    .ok();
+    for f in [
+        "/isolinux/isolinux.bin",
+        "/isolinux/isolinux.cfg",
+        "/ipxe.lkrn",
+        "/chain.ipxe",
+        "/manifest.json",
+    ] {
+        assert!(
+            files.stdout.contains(&format!("'{f}'")),
+            "{f} missing:\n{files}"
+        );
+    }
+    let table = run_tool(env.path(), "sfdisk", &["-d", iso_s]).ok();
+    assert!(table.stdout.contains("label: gpt"), "{table}");
+    assert!(
+        table
+            .stdout
+            .contains("C12A7328-F81F-11D2-BA4B-00A0C93EC93B"),
+        "no ESP: {table}"
+    );
+
+    // iPXE asked for the script since request number `since`.
+    let ipxe_asked = |s: &HttpServer, since: usize| {
+        s.requests()[since..]
+            .iter()
+            .any(|r| r == "/boot?mac=52-54-00-12-34-56&platform=pcbios&arch=i386")
+    };
+    let net = [
+        "-netdev",
+        "user,id=n0",
+        "-device",
+        "virtio-net-pci,netdev=n0,romfile=",
+    ];
+    let bios_net = ["-netdev", "user,id=n0", "-device", "e1000,netdev=n0"];
+    for (how, media) in [
+        ("cd", vec!["-cdrom", iso_s]),
+        (
+            "disk",
+            vec![
+                "-drive",
+                &format!("file={iso_s},format=raw,if=ide,snapshot=on"),
+            ],
+        ),
+    ] {
+        let before = server.requests().len();
+        let mut args = vec!["-m", "256"];
+        args.extend(&media);
+        args.extend(bios_net);
+        let run = qemu_until(
+            "x86_64",
+            &args,
+            env.path(),
+            Duration::from_secs(120),
+            || ipxe_asked(&server, before),
+        );
+        assert!(
+            ipxe_asked(&server, before),
+            "SeaBIOS {how}: iPXE did not chain; requests {:?}\nserial:\n{}",
+            server.requests(),
+            run.serial
+        );
+        assert!(
+            run.serial.contains("ISOLINUX"),
+            "SeaBIOS {how}: {}",
+            run.serial
+        );
+
+        let before = server.requests().len();
+        let mut args = vec!["-m", "256", "-bios", "/usr/share/ovmf/OVMF.fd"];
+        args.extend(&media);
+        args.extend(net);
+        let run = qemu("x86_64", &args, env.path(), Duration::from_secs(120));
+        let new: Vec<String> = server.requests()[before..].to_vec();
+        assert!(
+            new.iter().any(|r| r == "/boot?mac=52:54:00:12:34:56"),
+            "OVMF {how}: GRUB did not chain; requests {new:?}\nserial:\n{}",
+            run.serial
+        );
+        assert_eq!(
+            run.code,
+            Some(0),
+            "OVMF {how}: the served halt should end the VM"
+        );
+    }
 }

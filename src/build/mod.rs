@@ -564,6 +564,16 @@ impl Run<'_> {
         let mut outputs = Vec::new();
         for o in &self.prepared.selected {
             let path = out_root.join(o);
+            // A symlink could point out of the build tree (a .deb's absolute links point
+            // into the host's /boot): only regular files count as outputs.
+            if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                bail!(
+                    "recipe {name}: output `{o}` is a symbolic link to {}; name the file it points to",
+                    fs::read_link(&path)
+                        .map(|t| t.display().to_string())
+                        .unwrap_or_default()
+                );
+            }
             if !path.is_file() {
                 let stored = store.put_file(&log_path)?;
                 bail!(

@@ -3,17 +3,18 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 use super::bundle::{self, Entry};
-use super::embed::{EmbedReport, embed};
+use super::fat::{FatFile, FatSpec, fat_image};
+use super::inputs::{Input, InputFile, Inputs};
+use super::iso::{IsoSpec, write_iso};
 use super::profile::{LoadedProfile, Loader};
 use super::template;
-use crate::build::{ActionEntry, Settings};
-use crate::recipe::LoadedRecipe;
-use crate::store::Digest;
+use crate::build::Settings;
+use crate::store::{Digest, Store, Stored};
 
 /// Bumped when the layout or encoding of a medium changes.
 const PACKAGE_SCHEMA: u32 = 1;
@@ -22,6 +23,8 @@ const PACKAGE_SCHEMA: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Target {
+    /// A hybrid BIOS+UEFI ISO, also dd-able to a USB stick.
+    Iso,
     /// A .tar.gz for a TFTP/HTTP boot server: loaders, script, DHCP snippets, checksums.
     PxeBundle,
 }
@@ -29,18 +32,21 @@ pub enum Target {
 impl Target {
     fn file_name(self) -> &'static str {
         match self {
+            Target::Iso => "bootforge.iso",
             Target::PxeBundle => "pxe-bundle.tar.gz",
         }
     }
 
     fn media_type(self) -> &'static str {
         match self {
+            Target::Iso => "application/vnd.efi.iso",
             Target::PxeBundle => "application/gzip",
         }
     }
 
     fn name(self) -> &'static str {
         match self {
+            Target::Iso => "iso",
             Target::PxeBundle => "pxe-bundle",
         }
     }
@@ -54,16 +60,7 @@ pub struct Content {
     pub size: u64,
 }
 
-/// An input of a medium: a recipe's build and the embed written into it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Input {
-    pub recipe: String,
-    pub build_action: String,
-    pub embed_action: String,
-    pub script: Digest,
-}
-
-/// The package manifest (stored as a blob; the medium holds a copy without its own digest).
+/// The package manifest (stored as a blob; a medium that can hold files holds a copy).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     pub schema: u32,
@@ -94,11 +91,35 @@ pub struct PackageReport {
     pub cached: bool,
 }
 
-/// What a loader contributes: files (bundle path ← output name) and the boot file names.
-struct Part {
-    report: EmbedReport,
-    files: Vec<(&'static str, &'static str)>,
-    script_name: &'static str,
+/// A medium's files before assembly.
+struct Layout {
+    entries: Vec<Entry>,
+}
+
+impl Layout {
+    fn add(&mut self, path: &str, f: &InputFile) {
+        self.entries.push(Entry {
+            path: path.to_owned(),
+            blob: f.blob,
+            size: f.size,
+            mode: 0o644,
+        });
+    }
+
+    fn add_bytes(&mut self, store: &Store, path: &str, bytes: &[u8]) -> Result<()> {
+        let s = store.put_bytes(bytes)?;
+        self.entries.push(Entry {
+            path: path.to_owned(),
+            blob: s.digest,
+            size: s.size,
+            mode: 0o644,
+        });
+        Ok(())
+    }
+
+    fn has(&self, path: &str) -> bool {
+        self.entries.iter().any(|e| e.path == path)
+    }
 }
 
 /// Makes `target` from the profile's loaders, building and embedding as needed.
@@ -110,139 +131,59 @@ pub fn package(
     sets: &[(String, String)],
 ) -> Result<PackageReport> {
     let mut vars = profile.profile.vars.clone();
+    if target == Target::Iso {
+        // GRUB booted from a disc has no default network interface: name the first card,
+        // so its requests carry the MAC (embed/grub.cfg.j2).
+        vars.insert("net_interface".into(), "efinet0".into());
+    }
     vars.extend(sets.iter().cloned());
     let loaders = &profile.profile.loaders;
+    let where_ = profile.path.display();
     if loaders.bios == Loader::Grub {
         bail!(
-            "{}: loaders.bios: grub is not supported for {} (GRUB's i386-pc image keeps its \
-             config compressed); use ipxe or none",
-            profile.path.display(),
+            "{where_}: loaders.bios: grub is not supported for {} (GRUB's i386-pc image keeps \
+             its config compressed); use ipxe or none",
             target.name()
         );
     }
     if loaders.uefi_arm64 == Loader::Grub {
-        bail!(
-            "{}: loaders.uefi-arm64: only ipxe or none",
-            profile.path.display()
-        );
+        bail!("{where_}: loaders.uefi-arm64: only ipxe or none");
     }
+    if [loaders.bios, loaders.uefi_x64, loaders.uefi_arm64] == [Loader::None; 3] {
+        bail!("{where_}: every loader is `none`: nothing to package");
+    }
+    let store = &settings.store;
+    let mut inputs = Inputs::new(settings, recipes_dir, profile, &vars);
+    let mut layout = Layout {
+        entries: Vec::new(),
+    };
 
-    let mut parts = Vec::new();
-    let wants_ipxe = [loaders.bios, loaders.uefi_x64, loaders.uefi_arm64].contains(&Loader::Ipxe);
-    if wants_ipxe {
-        let mut files = Vec::new();
-        if loaders.bios == Loader::Ipxe {
-            files.push(("undionly.kpxe", "bin/undionly.kpxe"));
-        }
-        if loaders.uefi_x64 == Loader::Ipxe {
-            files.push(("ipxe.efi", "bin-x86_64-efi/ipxe.efi"));
-            files.push(("snponly.efi", "bin-x86_64-efi/snponly.efi"));
-        }
-        if loaders.uefi_arm64 == Loader::Ipxe {
-            files.push(("arm64/snp.efi", "bin-arm64-efi/snp.efi"));
-        }
-        parts.push(part(
-            settings,
-            recipes_dir,
-            profile,
-            "ipxe",
-            &vars,
-            files,
-            "chain.ipxe",
-        )?);
+    // The iPXE script, rendered from the template also when the loader cannot be patched
+    // (then it is handed to iPXE at boot instead).
+    let ipxe_wanted = [loaders.bios, loaders.uefi_x64, loaders.uefi_arm64].contains(&Loader::Ipxe);
+    if ipxe_wanted {
+        let script = template::render(&profile.template("chain.ipxe.j2"), &vars)?;
+        layout.add_bytes(store, "chain.ipxe", script.as_bytes())?;
     }
     if loaders.uefi_x64 == Loader::Grub {
-        let files = vec![("grubx64.efi", "images/grubx64.efi")];
-        parts.push(part(
-            settings,
-            recipes_dir,
-            profile,
-            "grub",
-            &vars,
-            files,
-            "grub-early.cfg",
-        )?);
-    }
-    if parts.is_empty() {
-        bail!(
-            "{}: every loader is `none`: nothing to package",
-            profile.path.display()
-        );
+        let script = template::render(&profile.template("grub.cfg.j2"), &vars)?;
+        layout.add_bytes(store, "grub-early.cfg", script.as_bytes())?;
     }
 
-    let store = &settings.store;
-    let mut entries = Vec::new();
-    let mut inputs = Vec::new();
-    let mut epoch = profile.profile.epoch;
-    for p in &parts {
-        for (path, output) in &p.files {
-            let o = p
-                .report
-                .outputs
-                .iter()
-                .find(|o| o.name == *output)
-                .with_context(|| format!("recipe {} has no output {output}", p.report.recipe))?;
-            entries.push(Entry {
-                path: (*path).to_owned(),
-                blob: o.sha256,
-                size: o.size,
-                mode: 0o644,
-            });
+    let medium = match target {
+        Target::PxeBundle => {
+            pxe_bundle_files(&mut inputs, &mut layout, profile, &vars, store)?;
+            None
         }
-        entries.push(Entry {
-            path: p.script_name.to_owned(),
-            blob: p.report.script,
-            size: p.report.script_size as u64,
-            mode: 0o644,
-        });
-        inputs.push(Input {
-            recipe: p.report.recipe.clone(),
-            build_action: p.report.build_action.clone(),
-            embed_action: p.report.key.clone(),
-            script: p.report.script,
-        });
-        if profile.profile.epoch.is_none() {
-            let build: ActionEntry = store
-                .read_json(&format!("actions/{}.json", p.report.build_action))?
-                .context("the build entry vanished")?;
-            epoch = epoch.max(Some(build.provenance.source_date_epoch));
-        }
-    }
-    let epoch = epoch.expect("at least one part");
-
-    // DHCP snippets name the boot files actually shipped.
-    let boot_file = |want: &str| {
-        entries
-            .iter()
-            .find(|e| e.path == want)
-            .map(|e| e.path.clone())
-            .unwrap_or_default()
+        Target::Iso => Some(iso_files(&mut inputs, &mut layout, profile, &vars, store)?),
     };
-    let mut dhcp_vars = vars.clone();
-    dhcp_vars.insert("bios_file".into(), boot_file("undionly.kpxe"));
-    let x64 = if loaders.uefi_x64 == Loader::Grub {
-        "grubx64.efi"
-    } else {
-        "ipxe.efi"
-    };
-    dhcp_vars.insert("uefi_x64_file".into(), boot_file(x64));
-    dhcp_vars.insert("uefi_arm64_file".into(), boot_file("arm64/snp.efi"));
-    for (name, tmpl) in [
-        ("dhcp/dnsmasq.conf", "dnsmasq.conf.j2"),
-        ("dhcp/dhcpd.conf", "dhcpd.conf.j2"),
-    ] {
-        let text = template::render(&profile.template(tmpl), &dhcp_vars)?;
-        let s = store.put_bytes(text.as_bytes())?;
-        entries.push(Entry {
-            path: name.to_owned(),
-            blob: s.digest,
-            size: s.size,
-            mode: 0o644,
-        });
-    }
 
-    let profile_bytes = std::fs::read(&profile.path)?;
-    let mut contents: Vec<Content> = entries
+    let epoch = match profile.profile.epoch {
+        Some(e) => e,
+        None => inputs.epoch()?,
+    };
+    let mut contents: Vec<Content> = layout
+        .entries
         .iter()
         .map(|e| Content {
             path: e.path.clone(),
@@ -250,7 +191,16 @@ pub fn package(
             size: e.size,
         })
         .collect();
+    if let Some(iso) = &medium {
+        // The ESP's files are inside the medium too, one level down.
+        contents.extend(iso.esp_files.iter().map(|f| Content {
+            path: format!("[esp]/{}", f.path),
+            sha256: Digest::of(&f.data),
+            size: f.data.len() as u64,
+        }));
+    }
     contents.sort_by(|a, b| a.path.cmp(&b.path));
+    let profile_bytes = std::fs::read(&profile.path)?;
     let manifest = Manifest {
         schema: PACKAGE_SCHEMA,
         target,
@@ -262,7 +212,7 @@ pub fn package(
         profile_sha256: Digest::of(&profile_bytes).hex(),
         vars: vars.clone(),
         source_date_epoch: epoch,
-        inputs,
+        inputs: inputs.used(),
         contents: contents.clone(),
         bootforge_version: env!("CARGO_PKG_VERSION").into(),
     };
@@ -276,31 +226,59 @@ pub fn package(
         return Ok(done);
     }
 
-    let mut sums = String::new();
-    for c in &contents {
-        sums.push_str(&format!("{}  {}\n", c.sha256.hex(), c.path));
-    }
     let mut manifest_json = serde_json::to_vec_pretty(&manifest)?;
     manifest_json.push(b'\n');
-    for (name, bytes) in [
-        ("SHA256SUMS", sums.into_bytes()),
-        ("manifest.json", manifest_json.clone()),
-    ] {
-        let s = store.put_bytes(&bytes)?;
-        entries.push(Entry {
-            path: name.to_owned(),
-            blob: s.digest,
-            size: s.size,
-            mode: 0o644,
-        });
-    }
-    let medium = bundle::write_tar_gz(store, &entries, epoch)?;
+    let stored = match (target, medium) {
+        (Target::PxeBundle, _) => {
+            let mut sums = String::new();
+            for c in &contents {
+                sums.push_str(&format!("{}  {}\n", c.sha256.hex(), c.path));
+            }
+            layout.add_bytes(store, "SHA256SUMS", sums.as_bytes())?;
+            layout.add_bytes(store, "manifest.json", &manifest_json)?;
+            bundle::write_tar_gz(store, &layout.entries, epoch)?
+        }
+        (Target::Iso, Some(iso)) => {
+            let mut files = Vec::new();
+            for e in &layout.entries {
+                files.push((e.path.clone(), store.read_blob(&e.blob)?));
+            }
+            files.push(("manifest.json".to_owned(), manifest_json.clone()));
+            let esp = fat_image(
+                &iso.esp_files,
+                &FatSpec {
+                    label: "BOOTFORGE".into(),
+                    serial: u32::from_le_bytes(
+                        Digest::of(&manifest_json).hex().as_bytes()[..4]
+                            .try_into()
+                            .expect("4 bytes"),
+                    ),
+                    mtime: epoch,
+                    fat_type: None,
+                    size: None,
+                },
+            )?;
+            write_iso(
+                store,
+                &IsoSpec {
+                    files: &files,
+                    bios_image: "isolinux/isolinux.bin",
+                    mbr_code: &iso.mbr_code,
+                    esp,
+                    volume_id: "BOOTFORGE",
+                    mtime: epoch,
+                },
+            )?
+        }
+        (Target::Iso, None) => unreachable!("iso_files returns the ISO parts"),
+    };
+    let Stored { digest, size } = stored;
     let outer = serde_json::json!({
         "schema": PACKAGE_SCHEMA,
         "artifacts": [{
             "name": target.file_name(),
-            "sha256": medium.digest,
-            "size": medium.size,
+            "sha256": digest,
+            "size": size,
             "media_type": target.media_type(),
         }],
         "manifest": serde_json::from_slice::<serde_json::Value>(&manifest_json)?,
@@ -311,8 +289,8 @@ pub fn package(
         key,
         target,
         name: target.file_name().into(),
-        sha256: medium.digest,
-        size: medium.size,
+        sha256: digest,
+        size,
         media_type: target.media_type().into(),
         manifest: manifest_blob,
         contents,
@@ -322,21 +300,117 @@ pub fn package(
     Ok(report)
 }
 
-fn part(
-    settings: &Settings,
-    recipes_dir: &Path,
+/// Loaders for a TFTP root, and DHCP snippets naming them.
+fn pxe_bundle_files(
+    inputs: &mut Inputs<'_>,
+    layout: &mut Layout,
     profile: &LoadedProfile,
-    loader: &str,
     vars: &BTreeMap<String, String>,
-    files: Vec<(&'static str, &'static str)>,
-    script_name: &'static str,
-) -> Result<Part> {
-    let recipe = LoadedRecipe::find(recipes_dir, &profile.recipe_for(loader))
-        .with_context(|| format!("{}: the {loader} recipe", profile.path.display()))?;
-    let report = embed(settings, &recipe, None, vars)?;
-    Ok(Part {
-        report,
-        files,
-        script_name,
+    store: &Store,
+) -> Result<()> {
+    let loaders = &profile.profile.loaders;
+    if loaders.bios == Loader::Ipxe {
+        layout.add("undionly.kpxe", &inputs.file("undionly.kpxe")?);
+    }
+    match loaders.uefi_x64 {
+        Loader::Ipxe => {
+            layout.add("ipxe.efi", &inputs.file("ipxe.efi")?);
+            layout.add("snponly.efi", &inputs.file("snponly.efi")?);
+        }
+        Loader::Grub => layout.add("grubx64.efi", &inputs.file("grubx64.efi")?),
+        Loader::None => {}
+    }
+    if loaders.uefi_arm64 == Loader::Ipxe {
+        layout.add("arm64/snp.efi", &inputs.file("snp-arm64.efi")?);
+    }
+    let shipped = |p: &str| {
+        if layout.has(p) {
+            p.to_owned()
+        } else {
+            String::new()
+        }
+    };
+    let mut dhcp_vars = vars.clone();
+    dhcp_vars.insert("bios_file".into(), shipped("undionly.kpxe"));
+    let x64 = if loaders.uefi_x64 == Loader::Grub {
+        "grubx64.efi"
+    } else {
+        "ipxe.efi"
+    };
+    dhcp_vars.insert("uefi_x64_file".into(), shipped(x64));
+    dhcp_vars.insert("uefi_arm64_file".into(), shipped("arm64/snp.efi"));
+    for (name, tmpl) in [
+        ("dhcp/dnsmasq.conf", "dnsmasq.conf.j2"),
+        ("dhcp/dhcpd.conf", "dhcpd.conf.j2"),
+    ] {
+        let text = template::render(&profile.template(tmpl), &dhcp_vars)?;
+        layout.add_bytes(store, name, text.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// What an ISO needs besides its tree.
+struct IsoParts {
+    esp_files: Vec<FatFile>,
+    mbr_code: Vec<u8>,
+}
+
+/// ISOLINUX and iPXE for BIOS; the ESP's loaders for UEFI.
+fn iso_files(
+    inputs: &mut Inputs<'_>,
+    layout: &mut Layout,
+    profile: &LoadedProfile,
+    vars: &BTreeMap<String, String>,
+    store: &Store,
+) -> Result<IsoParts> {
+    let loaders = &profile.profile.loaders;
+    if loaders.bios != Loader::Ipxe {
+        bail!(
+            "{}: an ISO boots BIOS through ISOLINUX and iPXE: loaders.bios must be ipxe",
+            profile.path.display()
+        );
+    }
+    layout.add("isolinux/isolinux.bin", &inputs.file("isolinux.bin")?);
+    layout.add("isolinux/ldlinux.c32", &inputs.file("ldlinux.c32")?);
+    let lkrn = inputs.file("ipxe.lkrn")?;
+    layout.add("ipxe.lkrn", &lkrn);
+    let mut cfg_vars = vars.clone();
+    // An iPXE without our script in it gets the script as an initrd instead.
+    cfg_vars.insert(
+        "ipxe_initrd".into(),
+        if lkrn.patched { "" } else { "/chain.ipxe" }.into(),
+    );
+    let cfg = template::render(&profile.template("isolinux.cfg.j2"), &cfg_vars)?;
+    layout.add_bytes(store, "isolinux/isolinux.cfg", cfg.as_bytes())?;
+    let mbr_code = store.read_blob(&inputs.file("isohdpfx.bin")?.blob)?;
+
+    let mut esp_files = Vec::new();
+    let x64 = match loaders.uefi_x64 {
+        Loader::Ipxe => Some(inputs.file("ipxe.efi")?),
+        Loader::Grub => Some(inputs.file("grubx64.efi")?),
+        Loader::None => None,
+    };
+    if let Some(f) = x64 {
+        esp_files.push(FatFile {
+            path: "EFI/BOOT/BOOTX64.EFI".into(),
+            data: store.read_blob(&f.blob)?,
+        });
+    }
+    if loaders.uefi_arm64 == Loader::Ipxe {
+        let f = inputs.file("snp-arm64.efi")?;
+        esp_files.push(FatFile {
+            path: "EFI/BOOT/BOOTAA64.EFI".into(),
+            data: store.read_blob(&f.blob)?,
+        });
+    }
+    if esp_files.is_empty() {
+        bail!(
+            "{}: an ISO needs a UEFI loader (loaders.uefi-x64 or uefi-arm64)",
+            profile.path.display()
+        );
+    }
+    Ok(IsoParts {
+        esp_files,
+        mbr_code,
     })
 }

@@ -4,6 +4,9 @@
 
 mod bundle;
 mod embed;
+pub mod fat;
+mod inputs;
+mod iso;
 mod media;
 mod patch;
 pub mod profile;

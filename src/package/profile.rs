@@ -60,6 +60,11 @@ pub struct Profile {
     /// `grub`.
     #[serde(default)]
     pub recipes: BTreeMap<String, String>,
+    /// Where single files come from, overriding the defaults: role (`ipxe.efi`,
+    /// `isolinux.bin`, ...) → `RECIPE:OUTPUT`, RECIPE a name or a path relative to the
+    /// profile.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
     /// Template variables (`chain_url`, ...); `--set` overrides.
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
@@ -103,19 +108,27 @@ impl LoadedProfile {
             .join(name)
     }
 
-    /// The recipe reference for `loader` (`ipxe` → `ipxe` unless the profile says otherwise):
-    /// a path relative to the profile when it ends in `.yaml`, else a recipe name.
+    /// The recipe reference for `loader` (`ipxe` → `ipxe` unless the profile's `recipes`
+    /// says otherwise).
     pub fn recipe_for(&self, loader: &str) -> String {
         match self.profile.recipes.get(loader) {
-            Some(r) if r.ends_with(".yaml") => self
-                .path
+            Some(r) => self.recipe_ref(r),
+            None => loader.to_owned(),
+        }
+    }
+
+    /// A recipe named in the profile: a path relative to the profile when it ends in
+    /// `.yaml`, else a recipe name.
+    pub fn recipe_ref(&self, r: &str) -> String {
+        if r.ends_with(".yaml") {
+            self.path
                 .parent()
                 .unwrap_or(Path::new("."))
                 .join(r)
                 .display()
-                .to_string(),
-            Some(r) => r.clone(),
-            None => loader.to_owned(),
+                .to_string()
+        } else {
+            r.to_owned()
         }
     }
 }

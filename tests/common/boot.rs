@@ -16,11 +16,16 @@ pub struct HttpServer {
 
 impl HttpServer {
     pub fn start(body: &str) -> HttpServer {
+        let body = body.to_owned();
+        HttpServer::start_with(move |_| body.clone())
+    }
+
+    /// Serves what `respond` returns for each request path.
+    pub fn start_with(respond: impl Fn(&str) -> String + Send + 'static) -> HttpServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&requests);
-        let body = body.to_owned();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -34,9 +39,9 @@ impl HttpServer {
                 while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
                     header.clear();
                 }
-                if let Some(path) = line.split_whitespace().nth(1) {
-                    seen.lock().unwrap().push(path.to_owned());
-                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                seen.lock().unwrap().push(path.clone());
+                let body = respond(&path);
                 let _ = write!(
                     stream,
                     "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{}",
@@ -69,7 +74,21 @@ pub struct QemuRun {
 /// Runs qemu-system-`arch` with `args` (plus headless flags and a serial log) for at most
 /// `limit`.
 pub fn qemu(arch: &str, args: &[&str], dir: &Path, limit: Duration) -> QemuRun {
-    let serial = dir.join(format!("serial-{}.log", std::process::id()));
+    qemu_until(arch, args, dir, limit, || false)
+}
+
+/// Like [`qemu`], but stops the VM as soon as `done` says so (for guests that cannot power
+/// themselves off); `code` is then `None`.
+pub fn qemu_until(
+    arch: &str,
+    args: &[&str],
+    dir: &Path,
+    limit: Duration,
+    done: impl Fn() -> bool,
+) -> QemuRun {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let serial = dir.join(format!("serial-{n}.log"));
     let start = Instant::now();
     let mut child = Command::new(format!("qemu-system-{arch}"))
         .args(["-display", "none", "-no-reboot", "-serial"])
@@ -84,14 +103,23 @@ pub fn qemu(arch: &str, args: &[&str], dir: &Path, limit: Duration) -> QemuRun {
         if let Some(status) = child.try_wait().unwrap() {
             break status.code();
         }
-        if start.elapsed() > limit {
+        if start.elapsed() > limit || done() {
             let _ = child.kill();
             let _ = child.wait();
             break None;
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let text = std::fs::read(&serial).unwrap_or_default();
+    let mut text = std::fs::read(&serial).unwrap_or_default();
+    // QEMU's own complaints (a bad option) belong in failure messages too.
+    if let Some(mut err) = child.stderr.take() {
+        let mut e = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut err, &mut e);
+        if !e.is_empty() {
+            text.extend_from_slice(b"\n--- qemu stderr ---\n");
+            text.extend_from_slice(&e);
+        }
+    }
     QemuRun {
         code,
         serial: String::from_utf8_lossy(&text).into_owned(),

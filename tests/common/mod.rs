@@ -260,7 +260,7 @@ steps:
   - run: [mkdir, images]
   - run: [grub-mkimage, -d, usr/lib/grub/x86_64-efi, -O, x86_64-efi, -p, /EFI/BOOT,
           -c, \"{{embed}}\", -o, images/grubx64.efi,
-          efinet, http, tftp, net, normal, configfile, echo, halt, reboot, sleep]
+          efinet, http, tftp, net, normal, configfile, echo, test, halt, reboot, sleep]
 outputs: [images/grubx64.efi]
 ",
             root().display()
@@ -269,6 +269,23 @@ outputs: [images/grubx64.efi]
             .to_str()
             .unwrap()
             .to_owned()
+    }
+
+    /// A recipe whose outputs are files of a Debian package (downloaded by ci/test.sh),
+    /// pinned by the sha256 of the .deb.
+    pub fn deb_recipe(&self, name: &str, package: &str, outputs: &[&str]) -> String {
+        let deb = deb(package);
+        let imported = self
+            .run(&["--json", "cache", "import", deb.to_str().unwrap()])
+            .ok()
+            .json();
+        let sha = imported[0]["sha256"].as_str().unwrap().to_owned();
+        let text = format!(
+            "source:\n  url: https://debian.example.invalid/{package}.deb\n  sha256: {sha}\n\
+             epoch: 1700000000\ntoolchain: test\nsteps:\n  - run: [\"true\"]\noutputs: [{}]\n",
+            outputs.join(", ")
+        );
+        self.write_recipe(name, &text).to_str().unwrap().to_owned()
     }
 
     pub fn blob(&self, digest: &str) -> Vec<u8> {

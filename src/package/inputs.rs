@@ -1,0 +1,196 @@
+//! Where each file of a medium comes from: a recipe output, built (cache hit as a rule) and,
+//! when the recipe has a placeholder, with the rendered script written in.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::embed::embed;
+use super::profile::LoadedProfile;
+use crate::build::{self, ActionEntry, Request, Settings};
+use crate::recipe::LoadedRecipe;
+use crate::store::Digest;
+
+/// A role's default source: recipe (by its role in the profile's `recipes`) and output.
+fn default_source(role: &str) -> Option<(&'static str, &'static str)> {
+    Some(match role {
+        "undionly.kpxe" => ("ipxe", "bin/undionly.kpxe"),
+        "ipxe.lkrn" => ("ipxe", "bin/ipxe.lkrn"),
+        "ipxe.efi" => ("ipxe", "bin-x86_64-efi/ipxe.efi"),
+        "snponly.efi" => ("ipxe", "bin-x86_64-efi/snponly.efi"),
+        "snp-arm64.efi" => ("ipxe", "bin-arm64-efi/snp.efi"),
+        "grubx64.efi" => ("grub", "images/grubx64.efi"),
+        "isolinux.bin" => ("syslinux", "bios/core/isolinux.bin"),
+        "ldlinux.c32" => ("syslinux", "bios/com32/elflink/ldlinux/ldlinux.c32"),
+        "isohdpfx.bin" => ("syslinux", "bios/mbr/isohdpfx.bin"),
+        _ => return None,
+    })
+}
+
+/// A file taken from a recipe.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    pub blob: Digest,
+    pub size: u64,
+    /// The script was written into it (so it needs none passed at boot).
+    pub patched: bool,
+}
+
+/// An input of a medium, for its manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Input {
+    pub recipe: String,
+    pub build_action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embed_action: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script: Option<Digest>,
+}
+
+struct Resolved {
+    input: Input,
+    /// Output name → (blob, size, patched).
+    outputs: BTreeMap<String, InputFile>,
+    epoch: i64,
+}
+
+/// Resolves file roles to blobs, building and embedding each recipe once.
+pub struct Inputs<'a> {
+    settings: &'a Settings,
+    recipes_dir: &'a Path,
+    profile: &'a LoadedProfile,
+    vars: &'a BTreeMap<String, String>,
+    resolved: BTreeMap<String, Resolved>,
+}
+
+impl<'a> Inputs<'a> {
+    pub fn new(
+        settings: &'a Settings,
+        recipes_dir: &'a Path,
+        profile: &'a LoadedProfile,
+        vars: &'a BTreeMap<String, String>,
+    ) -> Self {
+        Inputs {
+            settings,
+            recipes_dir,
+            profile,
+            vars,
+            resolved: BTreeMap::new(),
+        }
+    }
+
+    /// The file for `role` (e.g. `ipxe.efi`): from the profile's `files` entry
+    /// `RECIPE:OUTPUT`, or the role's default recipe and output.
+    pub fn file(&mut self, role: &str) -> Result<InputFile> {
+        let (recipe_ref, output) = match self.profile.profile.files.get(role) {
+            Some(spec) => {
+                let (r, o) = spec.split_once(':').with_context(|| {
+                    format!(
+                        "{}: files.{role}: `{spec}` should be RECIPE:OUTPUT",
+                        self.profile.path.display()
+                    )
+                })?;
+                (self.profile.recipe_ref(r), o.to_owned())
+            }
+            None => {
+                let (loader, output) = default_source(role)
+                    .with_context(|| format!("no default source for `{role}`"))?;
+                (self.profile.recipe_for(loader), output.to_owned())
+            }
+        };
+        let profile = self.profile.path.display().to_string();
+        let resolved = self.resolve(&recipe_ref)?;
+        resolved.outputs.get(&output).cloned().with_context(|| {
+            format!(
+                "{profile}: recipe {} has no output `{output}` (for `{role}`); it has: {}",
+                resolved.input.recipe,
+                resolved
+                    .outputs
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+    }
+
+    fn resolve(&mut self, recipe_ref: &str) -> Result<&Resolved> {
+        if !self.resolved.contains_key(recipe_ref) {
+            let recipe = LoadedRecipe::find(self.recipes_dir, recipe_ref)
+                .with_context(|| format!("{}: loading a recipe", self.profile.path.display()))?;
+            let resolved = if recipe.recipe.placeholder.is_some() {
+                let r = embed(self.settings, &recipe, None, self.vars)?;
+                Resolved {
+                    epoch: self.epoch_of(&r.build_action)?,
+                    input: Input {
+                        recipe: r.recipe.clone(),
+                        build_action: r.build_action.clone(),
+                        embed_action: Some(r.key.clone()),
+                        script: Some(r.script),
+                    },
+                    outputs: r
+                        .outputs
+                        .iter()
+                        .map(|o| {
+                            let f = InputFile {
+                                blob: o.sha256,
+                                size: o.size,
+                                patched: o.patched,
+                            };
+                            (o.name.clone(), f)
+                        })
+                        .collect(),
+                }
+            } else {
+                let b = build::build(self.settings, &recipe, &Request::default())?;
+                Resolved {
+                    epoch: self.epoch_of(&b.action_key)?,
+                    input: Input {
+                        recipe: b.recipe.clone(),
+                        build_action: b.action_key.clone(),
+                        embed_action: None,
+                        script: None,
+                    },
+                    outputs: b
+                        .outputs
+                        .iter()
+                        .map(|o| {
+                            let f = InputFile {
+                                blob: o.sha256,
+                                size: o.size,
+                                patched: false,
+                            };
+                            (o.name.clone(), f)
+                        })
+                        .collect(),
+                }
+            };
+            self.resolved.insert(recipe_ref.to_owned(), resolved);
+        }
+        Ok(&self.resolved[recipe_ref])
+    }
+
+    fn epoch_of(&self, build_action: &str) -> Result<i64> {
+        let entry: ActionEntry = self
+            .settings
+            .store
+            .read_json(&format!("actions/{build_action}.json"))?
+            .context("a build entry vanished from the store")?;
+        Ok(entry.provenance.source_date_epoch)
+    }
+
+    /// The inputs used so far, for the manifest, in a stable order.
+    pub fn used(&self) -> Vec<Input> {
+        self.resolved.values().map(|r| r.input.clone()).collect()
+    }
+
+    /// The newest SOURCE_DATE_EPOCH among the inputs used.
+    pub fn epoch(&self) -> Result<i64> {
+        match self.resolved.values().map(|r| r.epoch).max() {
+            Some(e) => Ok(e),
+            None => bail!("no inputs"),
+        }
+    }
+}
