@@ -424,3 +424,171 @@ fn the_iso_reads_back_and_boots_as_cd_and_disk_under_seabios_and_ovmf() {
         );
     }
 }
+
+/// A profile for a Raspberry Pi image from stand-in firmware files (the real UEFI firmware
+/// cannot be downloaded here) and a stand-in arm64 loader (no arm64 EFI binary exists among
+/// the packages a CI machine can install).
+fn rpi_profile(env: &Env) -> String {
+    let stage = env.path().join("firmware-stage/RPi4_UEFI_Firmware");
+    fs::create_dir_all(stage.join("overlays")).unwrap();
+    for (name, body) in [
+        ("RPI_EFI.fd", "stand-in UEFI firmware"),
+        ("start4.elf", "stand-in VideoCore firmware"),
+        ("fixup4.dat", "stand-in fixup"),
+        ("bcm2711-rpi-4-b.dtb", "stand-in dtb 4b"),
+        ("bcm2711-rpi-400.dtb", "stand-in dtb 400"),
+        ("bcm2711-rpi-cm4.dtb", "stand-in dtb cm4"),
+        ("overlays/upstream-pi4.dtbo", "stand-in overlay"),
+        ("overlays/miniuart-bt.dtbo", "stand-in overlay"),
+        (
+            "config.txt",
+            "# the firmware's own config.txt, replaced by bootforge's\n",
+        ),
+        ("BOOTAA64.EFI", "MZ stand-in arm64 loader"),
+    ] {
+        fs::write(stage.join(name), body).unwrap();
+    }
+    let tarball = env.path().join("firmware.tar.gz");
+    run_tool(
+        stage.parent().unwrap(),
+        "tar",
+        &[
+            "--sort=name",
+            "--mtime=@0",
+            "-czf",
+            tarball.to_str().unwrap(),
+            "RPi4_UEFI_Firmware",
+        ],
+    )
+    .ok();
+    let sha = env
+        .run(&["--json", "cache", "import", tarball.to_str().unwrap()])
+        .ok()
+        .json()[0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.write_recipe(
+        "rpi-firmware",
+        &format!(
+            "source:\n  url: https://firmware.example.invalid/RPi4_UEFI_Firmware.tar.gz\n  sha256: {sha}\n  strip_components: 1\n\
+             epoch: 1700000000\nsteps: []\n\
+             outputs: [RPI_EFI.fd, start4.elf, fixup4.dat, bcm2711-rpi-4-b.dtb, bcm2711-rpi-400.dtb,\n\
+             \x20 bcm2711-rpi-cm4.dtb, overlays/upstream-pi4.dtbo, overlays/miniuart-bt.dtbo, config.txt, BOOTAA64.EFI]\n"
+        ),
+    );
+    let media = env.recipes_dir().join("media");
+    fs::create_dir_all(&media).unwrap();
+    let path = media.join("rpi.yaml");
+    let text = format!(
+        "loaders:\n  bios: none\n  uefi-x64: none\n  uefi-arm64: ipxe\nrecipes:\n  rpi-firmware: ../rpi-firmware.yaml\n\
+         files:\n  snp-arm64.efi: ../rpi-firmware.yaml:BOOTAA64.EFI\ntemplates: {}/embed\n",
+        root().display()
+    );
+    fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn the_rpi_image_has_an_mbr_and_a_fat32_boot_partition_with_the_firmware() {
+    let env = Env::new();
+    let profile = rpi_profile(&env);
+    let report = env
+        .run(&[
+            "--json",
+            "package",
+            "--target",
+            "rpi-img",
+            "--profile",
+            &profile,
+            "--set",
+            "chain_url=http://boot.example/boot.ipxe",
+            "-o",
+            "out",
+        ])
+        .ok()
+        .json();
+    let img = env.path().join("out/bootforge-rpi4.img");
+    let img_s = img.to_str().unwrap();
+    assert_eq!(
+        report["sha256"].as_str().unwrap(),
+        format!("sha256:{}", common::sha256_hex(&fs::read(&img).unwrap()))
+    );
+
+    // sfdisk: an MBR ("dos") table with one FAT32 (LBA) partition at 1 MiB.
+    let table = run_tool(env.path(), "sfdisk", &["-d", img_s]).ok();
+    assert!(table.stdout.contains("label: dos"), "{table}");
+    let part: Vec<&str> = table
+        .stdout
+        .lines()
+        .filter(|l| l.contains(" : start="))
+        .collect();
+    assert_eq!(part.len(), 1, "{table}");
+    assert!(
+        part[0].contains("start=        2048") && part[0].contains("type=c"),
+        "{table}"
+    );
+
+    // fsck.fat on the partition itself.
+    let boot = env.path().join("boot.vfat");
+    run_tool(
+        env.path(),
+        "dd",
+        &[
+            &format!("if={img_s}"),
+            &format!("of={}", boot.display()),
+            "bs=1M",
+            "skip=1",
+            "status=none",
+        ],
+    )
+    .ok();
+    let fsck = run_tool(
+        env.path(),
+        "fsck.fat",
+        &["-n", "-v", boot.to_str().unwrap()],
+    )
+    .ok();
+    assert!(fsck.stdout.contains("32 bit entries"), "not FAT32: {fsck}");
+
+    // mtools reads the files through the partition offset.
+    let at = format!("{img_s}@@1M");
+    let dir = run_tool(env.path(), "mdir", &["-/", "-b", "-i", &at, "::"]).ok();
+    for f in [
+        "RPI_EFI.fd",
+        "start4.elf",
+        "fixup4.dat",
+        "bcm2711-rpi-4-b.dtb",
+        "config.txt",
+        "manifest.json",
+        "upstream-pi4.dtbo",
+        "BOOTAA64.EFI",
+    ] {
+        assert!(dir.stdout.contains(f), "{f} missing:\n{dir}");
+    }
+    let config = run_tool(env.path(), "mtype", &["-i", &at, "::config.txt"])
+        .ok()
+        .stdout;
+    for line in [
+        "arm_64bit=1",
+        "armstub=RPI_EFI.fd",
+        "enable_uart=1",
+        "enable_gic=1",
+        "device_tree_address=0x1f0000",
+        "dtoverlay=upstream-pi4",
+    ] {
+        assert!(
+            config.lines().any(|l| l == line),
+            "config.txt lacks {line}:\n{config}"
+        );
+    }
+    let loader = run_tool(env.path(), "mtype", &["-i", &at, "::EFI/BOOT/BOOTAA64.EFI"])
+        .ok()
+        .stdout;
+    assert_eq!(loader, "MZ stand-in arm64 loader");
+}
+
+#[test]
+fn the_same_rpi_image_comes_out_in_another_directory_under_another_clock() {
+    same_bytes_elsewhere("rpi-img", rpi_profile);
+}

@@ -342,8 +342,10 @@ pub fn build(settings: &Settings, recipe: &LoadedRecipe, req: &Request) -> Resul
         return Ok(report(entry, true, 0, start, None));
     }
 
-    settings.executor.check_available()?;
-    toolchain::ensure_image(&toolchain, store, &settings.executor)?;
+    if !matches!(toolchain, Toolchain::None) {
+        settings.executor.check_available()?;
+        toolchain::ensure_image(&toolchain, store, &settings.executor)?;
+    }
     let fetched = source::fetch(recipe, store, &settings.mirrors)
         .with_context(|| format!("recipe {}: fetching its source", recipe.name))?;
     let run = Run {
@@ -607,7 +609,7 @@ impl Run<'_> {
                 toolchain: self.toolchain.identity(),
                 image: self.toolchain.image().map(str::to_owned),
                 executor: executor.kind.name().into(),
-                hermetic: executor.kind.is_container(),
+                hermetic: executor.kind.is_container() || matches!(self.toolchain, Toolchain::None),
                 commands,
                 source_date_epoch: epoch,
                 embed: embed_blob,

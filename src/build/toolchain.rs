@@ -37,6 +37,8 @@ pub enum Toolchain {
     Image { reference: String },
     /// `--executor host`: whatever the host has.
     Host,
+    /// A recipe without steps runs nothing.
+    None,
 }
 
 impl Toolchain {
@@ -46,6 +48,7 @@ impl Toolchain {
             Toolchain::Spec(r) => r.rootfs.to_string(),
             Toolchain::Image { reference } => reference.clone(),
             Toolchain::Host => "host".into(),
+            Toolchain::None => "none".into(),
         }
     }
 
@@ -54,7 +57,7 @@ impl Toolchain {
         match self {
             Toolchain::Spec(r) => Some(&r.image),
             Toolchain::Image { reference } => Some(reference),
-            Toolchain::Host => None,
+            Toolchain::Host | Toolchain::None => None,
         }
     }
 }
@@ -71,14 +74,18 @@ pub fn resolve(
     store: &Store,
     executor: &Executor,
 ) -> Result<Result<Toolchain, Unresolved>> {
+    if recipe.recipe.steps.is_empty() {
+        return Ok(Ok(Toolchain::None));
+    }
     if !executor.kind.is_container() {
         return Ok(Ok(Toolchain::Host));
     }
     match &recipe.recipe.toolchain {
-        ToolchainRef::Image { reference, .. } => Ok(Ok(Toolchain::Image {
+        None => unreachable!("validated: a recipe with steps has a toolchain"),
+        Some(ToolchainRef::Image { reference, .. }) => Ok(Ok(Toolchain::Image {
             reference: reference.clone(),
         })),
-        ToolchainRef::Spec(name) => {
+        Some(ToolchainRef::Spec(name)) => {
             let spec = LoadedSpec::load(&recipe.toolchain_spec_path(name))?;
             let record: Option<ToolchainRecord> =
                 store.read_json(&format!("toolchains/{name}.json"))?;

@@ -116,6 +116,17 @@ impl<'a> Inputs<'a> {
         })
     }
 
+    /// Every output of the recipe the profile names for `loader` (e.g. `rpi-firmware`).
+    pub fn outputs_of(&mut self, loader: &str) -> Result<Vec<(String, InputFile)>> {
+        let recipe_ref = self.profile.recipe_for(loader);
+        let resolved = self.resolve(&recipe_ref)?;
+        Ok(resolved
+            .outputs
+            .iter()
+            .map(|(n, f)| (n.clone(), f.clone()))
+            .collect())
+    }
+
     fn resolve(&mut self, recipe_ref: &str) -> Result<&Resolved> {
         if !self.resolved.contains_key(recipe_ref) {
             let recipe = LoadedRecipe::find(self.recipes_dir, recipe_ref)

@@ -12,6 +12,7 @@ use super::fat::{FatFile, FatSpec, fat_image};
 use super::inputs::{Input, InputFile, Inputs};
 use super::iso::{IsoSpec, write_iso};
 use super::profile::{LoadedProfile, Loader};
+use super::rpi::write_rpi_img;
 use super::template;
 use crate::build::Settings;
 use crate::store::{Digest, Store, Stored};
@@ -25,6 +26,8 @@ const PACKAGE_SCHEMA: u32 = 1;
 pub enum Target {
     /// A hybrid BIOS+UEFI ISO, also dd-able to a USB stick.
     Iso,
+    /// A Raspberry Pi 4 SD card image: UEFI firmware and arm64 iPXE.
+    RpiImg,
     /// A .tar.gz for a TFTP/HTTP boot server: loaders, script, DHCP snippets, checksums.
     PxeBundle,
 }
@@ -33,6 +36,7 @@ impl Target {
     fn file_name(self) -> &'static str {
         match self {
             Target::Iso => "bootforge.iso",
+            Target::RpiImg => "bootforge-rpi4.img",
             Target::PxeBundle => "pxe-bundle.tar.gz",
         }
     }
@@ -40,6 +44,7 @@ impl Target {
     fn media_type(self) -> &'static str {
         match self {
             Target::Iso => "application/vnd.efi.iso",
+            Target::RpiImg => "application/vnd.efi.img",
             Target::PxeBundle => "application/gzip",
         }
     }
@@ -47,6 +52,7 @@ impl Target {
     fn name(self) -> &'static str {
         match self {
             Target::Iso => "iso",
+            Target::RpiImg => "rpi-img",
             Target::PxeBundle => "pxe-bundle",
         }
     }
@@ -176,6 +182,10 @@ pub fn package(
             None
         }
         Target::Iso => Some(iso_files(&mut inputs, &mut layout, profile, &vars, store)?),
+        Target::RpiImg => {
+            rpi_files(&mut inputs, &mut layout, profile, &vars, store)?;
+            None
+        }
     };
 
     let epoch = match profile.profile.epoch {
@@ -271,6 +281,20 @@ pub fn package(
             )?
         }
         (Target::Iso, None) => unreachable!("iso_files returns the ISO parts"),
+        (Target::RpiImg, _) => {
+            let mut files = Vec::new();
+            for e in &layout.entries {
+                files.push(FatFile {
+                    path: e.path.clone(),
+                    data: store.read_blob(&e.blob)?,
+                });
+            }
+            files.push(FatFile {
+                path: "manifest.json".into(),
+                data: manifest_json.clone(),
+            });
+            write_rpi_img(store, &files, "RPI-BOOT", epoch)?
+        }
     };
     let Stored { digest, size } = stored;
     let outer = serde_json::json!({
@@ -346,6 +370,51 @@ fn pxe_bundle_files(
         let text = template::render(&profile.template(tmpl), &dhcp_vars)?;
         layout.add_bytes(store, name, text.as_bytes())?;
     }
+    Ok(())
+}
+
+/// The Raspberry Pi 4 UEFI firmware, config.txt and arm64 iPXE as the boot loader.
+fn rpi_files(
+    inputs: &mut Inputs<'_>,
+    layout: &mut Layout,
+    profile: &LoadedProfile,
+    vars: &BTreeMap<String, String>,
+    store: &Store,
+) -> Result<()> {
+    if profile.profile.loaders.uefi_arm64 != Loader::Ipxe {
+        bail!(
+            "{}: a Raspberry Pi image boots arm64 iPXE: loaders.uefi-arm64 must be ipxe",
+            profile.path.display()
+        );
+    }
+    let firmware = inputs.outputs_of("rpi-firmware")?;
+    for (name, f) in &firmware {
+        // Our config.txt replaces the firmware's.
+        if name != "config.txt" {
+            layout.add(name, f);
+        }
+    }
+    for required in [
+        "RPI_EFI.fd",
+        "start4.elf",
+        "fixup4.dat",
+        "bcm2711-rpi-4-b.dtb",
+    ] {
+        if !layout.has(required) {
+            bail!(
+                "{}: the rpi-firmware recipe has no output `{required}` (it has: {})",
+                profile.path.display(),
+                firmware
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let config = template::render(&profile.template("config.txt.j2"), vars)?;
+    layout.add_bytes(store, "config.txt", config.as_bytes())?;
+    layout.add("EFI/BOOT/BOOTAA64.EFI", &inputs.file("snp-arm64.efi")?);
     Ok(())
 }
 

@@ -10,6 +10,7 @@ mod iso;
 mod media;
 mod patch;
 pub mod profile;
+mod rpi;
 pub mod template;
 
 pub use embed::{EmbedReport, EmbeddedArtifact, embed};

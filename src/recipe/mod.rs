@@ -33,7 +33,9 @@ pub struct Recipe {
     /// Patch files, relative to the recipe file, applied in order with `-p1`.
     #[serde(default)]
     pub patches: Vec<String>,
-    pub toolchain: ToolchainRef,
+    /// Required when there are steps; a recipe without steps only unpacks its source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toolchain: Option<ToolchainRef>,
     /// Directory inside the source tree where steps run and outputs are found.
     #[serde(default)]
     pub workdir: Option<String>,
@@ -363,7 +365,14 @@ impl LoadedRecipe {
                 format!("{} is not a directory", self.resolve(path).display()),
             ));
         }
-        if let ToolchainRef::Spec(name) = &r.toolchain {
+        if r.toolchain.is_none() && !r.steps.is_empty() {
+            return Err(self.error(
+                "steps:",
+                "toolchain",
+                "a recipe with steps needs a `toolchain` (a spec name or an image pinned by digest)".into(),
+            ));
+        }
+        if let Some(ToolchainRef::Spec(name)) = &r.toolchain {
             let spec = self.toolchain_spec_path(name);
             if !spec.is_file() {
                 return Err(self.error(
@@ -446,9 +455,6 @@ impl LoadedRecipe {
                 "workdir",
                 "must be a relative path inside the source tree".into(),
             ));
-        }
-        if r.steps.is_empty() {
-            return Err(self.error("steps:", "steps", "a recipe needs at least one step".into()));
         }
         if r.outputs.is_empty() {
             return Err(self.error(
@@ -644,7 +650,7 @@ mod tests {
     fn parses_a_git_recipe() {
         let r = parse(GOOD).unwrap();
         assert!(matches!(r.source, Source::Git { .. }));
-        assert_eq!(r.toolchain, ToolchainRef::Spec("tc".into()));
+        assert_eq!(r.toolchain, Some(ToolchainRef::Spec("tc".into())));
     }
 
     #[test]
@@ -670,7 +676,7 @@ mod tests {
         );
         assert!(matches!(
             parse(&pinned).unwrap().toolchain,
-            ToolchainRef::Image { .. }
+            Some(ToolchainRef::Image { .. })
         ));
     }
 

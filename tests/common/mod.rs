@@ -282,7 +282,7 @@ outputs: [images/grubx64.efi]
         let sha = imported[0]["sha256"].as_str().unwrap().to_owned();
         let text = format!(
             "source:\n  url: https://debian.example.invalid/{package}.deb\n  sha256: {sha}\n\
-             epoch: 1700000000\ntoolchain: test\nsteps:\n  - run: [\"true\"]\noutputs: [{}]\n",
+             epoch: 1700000000\nsteps: []\noutputs: [{}]\n",
             outputs.join(", ")
         );
         self.write_recipe(name, &text).to_str().unwrap().to_owned()

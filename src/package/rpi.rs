@@ -1,0 +1,69 @@
+//! Raspberry Pi SD card images: an MBR (the Pi's boot ROM reads no GPT) with one FAT32
+//! partition holding the firmware, config.txt and the UEFI loader.
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
+
+use anyhow::{Context, Result};
+
+use super::fat::{FatFile, FatSpec, FatType, write_fat};
+use crate::store::{Digest, Store, Stored};
+
+/// Where the boot partition starts: 1 MiB, the alignment SD cards and the Pi's own images use.
+const PART_START: u64 = 1 << 20;
+/// FAT32 type for LBA-addressed partitions, what Raspberry Pi OS images use.
+const FAT32_LBA: u8 = 0x0c;
+/// The smallest boot partition: FAT32 needs 65,525 clusters; 64 MiB leaves room for more.
+const MIN_PART_SIZE: u64 = 64 << 20;
+
+/// Writes the image into the store; the disk signature derives from the contents.
+pub fn write_rpi_img(store: &Store, files: &[FatFile], label: &str, mtime: i64) -> Result<Stored> {
+    let content_hash = {
+        let mut all = Vec::new();
+        for f in files {
+            all.extend_from_slice(f.path.as_bytes());
+            all.extend_from_slice(Digest::of(&f.data).hex().as_bytes());
+        }
+        Digest::of(&all).hex()
+    };
+    let word = |i: usize| u32::from_str_radix(&content_hash[i..i + 8], 16).expect("hex digest");
+    let files_size: u64 = files.iter().map(|f| f.data.len() as u64).sum();
+    let part_size = MIN_PART_SIZE.max((files_size * 2).div_ceil(1 << 20) << 20);
+
+    // The FAT volume first, in its own temporary file, then the disk around it.
+    let fat_tmp = store.temp_file()?;
+    let fat_file = fat_tmp.reopen()?;
+    let fat_len = write_fat(
+        &fat_file,
+        files,
+        &FatSpec {
+            label: label.into(),
+            serial: word(0),
+            mtime,
+            fat_type: Some(FatType::Fat32),
+            size: Some(part_size),
+        },
+    )
+    .context("writing the boot partition")?;
+
+    let tmp = store.temp_file()?;
+    let mut disk = tmp.reopen()?;
+    disk.set_len(PART_START + fat_len)?;
+    let mut mbr =
+        mbrman::MBR::new_from(&mut disk, 512, word(8).to_le_bytes()).context("creating the MBR")?;
+    mbr[1] = mbrman::MBRPartitionEntry {
+        boot: mbrman::BOOT_INACTIVE,
+        first_chs: mbrman::CHS::empty(),
+        sys: FAT32_LBA,
+        last_chs: mbrman::CHS::empty(),
+        starting_lba: (PART_START / 512) as u32,
+        sectors: (fat_len / 512) as u32,
+    };
+    mbr.write_into(&mut disk).context("writing the MBR")?;
+    disk.seek(SeekFrom::Start(PART_START))?;
+    let mut src = File::open(fat_tmp.path())?;
+    io::copy(&mut src, &mut disk).context("copying the boot partition into the image")?;
+    disk.flush()?;
+    drop(disk);
+    store.put_temp(tmp)
+}
