@@ -4,10 +4,9 @@
 mod common;
 
 use std::fs;
-use std::time::Duration;
 
 use common::Env;
-use common::boot::{HttpServer, qemu};
+use common::boot::{HttpServer, ovmf_pxe};
 
 fn embed(env: &Env, recipe: &str, url: &str) -> serde_json::Value {
     env.run(&[
@@ -39,22 +38,7 @@ fn a_patched_grub_efi_image_boots_and_chains_to_the_new_url() {
         tftp.join("grubx64.efi"),
     )
     .unwrap();
-    let netdev = format!("user,id=n0,tftp={},bootfile=grubx64.efi", tftp.display());
-    let run = qemu(
-        "x86_64",
-        &[
-            "-m",
-            "256",
-            "-bios",
-            "/usr/share/ovmf/OVMF.fd",
-            "-netdev",
-            &netdev,
-            "-device",
-            "virtio-net-pci,netdev=n0,romfile=",
-        ],
-        env.path(),
-        Duration::from_secs(120),
-    );
+    let run = ovmf_pxe(&tftp, "grubx64.efi", env.path());
     let requests = server.requests();
     assert!(
         requests

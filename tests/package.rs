@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::boot::{HttpServer, qemu, qemu_until};
+use common::boot::{HttpServer, ovmf_pxe, qemu, qemu_until};
 use common::{Env, Run, root};
 
 /// A profile booting x86_64 UEFI with the GRUB network image of `grubnet_recipe`.
@@ -26,12 +26,12 @@ fn grub_profile(env: &Env) -> String {
     path.to_str().unwrap().to_owned()
 }
 
-fn package(env: &Env, profile: &str, url: &str) -> serde_json::Value {
+fn package(env: &Env, target: &str, profile: &str, url: &str) -> serde_json::Value {
     env.run(&[
         "--json",
         "package",
         "--target",
-        "pxe-bundle",
+        target,
         "--profile",
         profile,
         "--set",
@@ -58,7 +58,7 @@ fn the_pxe_bundle_reads_back_and_boots_uefi_through_grub() {
     let profile = grub_profile(&env);
     let server = HttpServer::start("echo bootforge-test: bundle config served\nhalt\n");
     let url = server.guest_url("grub.cfg");
-    let report = package(&env, &profile, &url);
+    let report = package(&env, "pxe-bundle", &profile, &url);
     let bundle = env.path().join("out/pxe-bundle.tar.gz");
     assert_eq!(
         report["sha256"].as_str().unwrap(),
@@ -119,25 +119,7 @@ fn the_pxe_bundle_reads_back_and_boots_uefi_through_grub() {
     assert_eq!(manifest["inputs"][0]["recipe"], "grubnet");
 
     // The unpacked bundle is a TFTP root that UEFI clients boot from.
-    let netdev = format!(
-        "user,id=n0,tftp={},bootfile=grubx64.efi",
-        unpacked.display()
-    );
-    let run = qemu(
-        "x86_64",
-        &[
-            "-m",
-            "256",
-            "-bios",
-            "/usr/share/ovmf/OVMF.fd",
-            "-netdev",
-            &netdev,
-            "-device",
-            "virtio-net-pci,netdev=n0,romfile=",
-        ],
-        env.path(),
-        Duration::from_secs(120),
-    );
+    let run = ovmf_pxe(&unpacked, "grubx64.efi", env.path());
     let requests = server.requests();
     assert!(
         requests
@@ -149,7 +131,7 @@ fn the_pxe_bundle_reads_back_and_boots_uefi_through_grub() {
     assert_eq!(run.code, Some(0), "the served `halt` should end the VM");
 
     // Packaging again reuses the stored result.
-    let again = package(&env, &profile, &url);
+    let again = package(&env, "pxe-bundle", &profile, &url);
     assert_eq!(again["cached"], true);
     assert_eq!(again["sha256"], report["sha256"]);
     env.assert_store_intact();
@@ -302,21 +284,7 @@ fn the_iso_reads_back_and_boots_as_cd_and_disk_under_seabios_and_ovmf() {
         }
     });
     let url = server.guest_url("boot");
-    let report = env
-        .run(&[
-            "--json",
-            "package",
-            "--target",
-            "iso",
-            "--profile",
-            &profile,
-            "--set",
-            &format!("chain_url={url}"),
-            "-o",
-            "out",
-        ])
-        .ok()
-        .json();
+    let report = package(&env, "iso", &profile, &url);
     let iso = env.path().join("out/bootforge.iso");
     assert_eq!(
         report["sha256"].as_str().unwrap(),
@@ -493,21 +461,7 @@ fn rpi_profile(env: &Env) -> String {
 fn the_rpi_image_has_an_mbr_and_a_fat32_boot_partition_with_the_firmware() {
     let env = Env::new();
     let profile = rpi_profile(&env);
-    let report = env
-        .run(&[
-            "--json",
-            "package",
-            "--target",
-            "rpi-img",
-            "--profile",
-            &profile,
-            "--set",
-            "chain_url=http://boot.example/boot.ipxe",
-            "-o",
-            "out",
-        ])
-        .ok()
-        .json();
+    let report = package(&env, "rpi-img", &profile, "http://boot.example/boot.ipxe");
     let img = env.path().join("out/bootforge-rpi4.img");
     let img_s = img.to_str().unwrap();
     assert_eq!(

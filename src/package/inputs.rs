@@ -65,6 +65,17 @@ pub struct Inputs<'a> {
     resolved: BTreeMap<String, Resolved>,
 }
 
+fn to_file((name, blob, size, patched): (String, Digest, u64, bool)) -> (String, InputFile) {
+    (
+        name,
+        InputFile {
+            blob,
+            size,
+            patched,
+        },
+    )
+}
+
 impl<'a> Inputs<'a> {
     pub fn new(
         settings: &'a Settings,
@@ -131,52 +142,39 @@ impl<'a> Inputs<'a> {
         if !self.resolved.contains_key(recipe_ref) {
             let recipe = LoadedRecipe::find(self.recipes_dir, recipe_ref)
                 .with_context(|| format!("{}: loading a recipe", self.profile.path.display()))?;
-            let resolved = if recipe.recipe.placeholder.is_some() {
-                let r = embed(self.settings, &recipe, None, self.vars)?;
-                Resolved {
-                    epoch: self.epoch_of(&r.build_action)?,
-                    input: Input {
+            // (build action, embed action and script if embedded, outputs)
+            let (input, outputs): (Input, Vec<(String, InputFile)>) =
+                if recipe.recipe.placeholder.is_some() {
+                    let r = embed(self.settings, &recipe, None, self.vars)?;
+                    let input = Input {
                         recipe: r.recipe.clone(),
                         build_action: r.build_action.clone(),
                         embed_action: Some(r.key.clone()),
                         script: Some(r.script),
-                    },
-                    outputs: r
+                    };
+                    let outputs = r
                         .outputs
                         .iter()
-                        .map(|o| {
-                            let f = InputFile {
-                                blob: o.sha256,
-                                size: o.size,
-                                patched: o.patched,
-                            };
-                            (o.name.clone(), f)
-                        })
-                        .collect(),
-                }
-            } else {
-                let b = build::build(self.settings, &recipe, &Request::default())?;
-                Resolved {
-                    epoch: self.epoch_of(&b.action_key)?,
-                    input: Input {
+                        .map(|o| (o.name.clone(), o.sha256, o.size, o.patched));
+                    (input, outputs.map(to_file).collect())
+                } else {
+                    let b = build::build(self.settings, &recipe, &Request::default())?;
+                    let input = Input {
                         recipe: b.recipe.clone(),
                         build_action: b.action_key.clone(),
                         embed_action: None,
                         script: None,
-                    },
-                    outputs: b
+                    };
+                    let outputs = b
                         .outputs
                         .iter()
-                        .map(|o| {
-                            let f = InputFile {
-                                blob: o.sha256,
-                                size: o.size,
-                                patched: false,
-                            };
-                            (o.name.clone(), f)
-                        })
-                        .collect(),
-                }
+                        .map(|o| (o.name.clone(), o.sha256, o.size, false));
+                    (input, outputs.map(to_file).collect())
+                };
+            let resolved = Resolved {
+                epoch: self.epoch_of(&input.build_action)?,
+                input,
+                outputs: outputs.into_iter().collect(),
             };
             self.resolved.insert(recipe_ref.to_owned(), resolved);
         }

@@ -123,6 +123,22 @@ impl Layout {
         Ok(())
     }
 
+    /// The files' bytes, plus the manifest, for media written in one go (ISO, FAT).
+    fn files(&self, store: &Store, manifest: &[u8]) -> Result<Vec<FatFile>> {
+        let mut files = Vec::new();
+        for e in &self.entries {
+            files.push(FatFile {
+                path: e.path.clone(),
+                data: store.read_blob(&e.blob)?,
+            });
+        }
+        files.push(FatFile {
+            path: "manifest.json".into(),
+            data: manifest.to_vec(),
+        });
+        Ok(files)
+    }
+
     fn has(&self, path: &str) -> bool {
         self.entries.iter().any(|e| e.path == path)
     }
@@ -249,11 +265,11 @@ pub fn package(
             bundle::write_tar_gz(store, &layout.entries, epoch)?
         }
         (Target::Iso, Some(iso)) => {
-            let mut files = Vec::new();
-            for e in &layout.entries {
-                files.push((e.path.clone(), store.read_blob(&e.blob)?));
-            }
-            files.push(("manifest.json".to_owned(), manifest_json.clone()));
+            let files: Vec<(String, Vec<u8>)> = layout
+                .files(store, &manifest_json)?
+                .into_iter()
+                .map(|f| (f.path, f.data))
+                .collect();
             let esp = fat_image(
                 &iso.esp_files,
                 &FatSpec {
@@ -281,20 +297,12 @@ pub fn package(
             )?
         }
         (Target::Iso, None) => unreachable!("iso_files returns the ISO parts"),
-        (Target::RpiImg, _) => {
-            let mut files = Vec::new();
-            for e in &layout.entries {
-                files.push(FatFile {
-                    path: e.path.clone(),
-                    data: store.read_blob(&e.blob)?,
-                });
-            }
-            files.push(FatFile {
-                path: "manifest.json".into(),
-                data: manifest_json.clone(),
-            });
-            write_rpi_img(store, &files, "RPI-BOOT", epoch)?
-        }
+        (Target::RpiImg, _) => write_rpi_img(
+            store,
+            &layout.files(store, &manifest_json)?,
+            "RPI-BOOT",
+            epoch,
+        )?,
     };
     let Stored { digest, size } = stored;
     let outer = serde_json::json!({

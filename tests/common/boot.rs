@@ -126,3 +126,26 @@ pub fn qemu_until(
         elapsed: start.elapsed(),
     }
 }
+
+/// PXE-boots an x86_64 UEFI client (OVMF, virtio-net) with `tftp_root` as QEMU's TFTP root.
+pub fn ovmf_pxe(tftp_root: &Path, bootfile: &str, dir: &Path) -> QemuRun {
+    let netdev = format!(
+        "user,id=n0,tftp={},bootfile={bootfile}",
+        tftp_root.display()
+    );
+    qemu(
+        "x86_64",
+        &[
+            "-m",
+            "256",
+            "-bios",
+            "/usr/share/ovmf/OVMF.fd",
+            "-netdev",
+            &netdev,
+            "-device",
+            "virtio-net-pci,netdev=n0,romfile=",
+        ],
+        dir,
+        Duration::from_secs(120),
+    )
+}

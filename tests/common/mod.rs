@@ -237,15 +237,19 @@ impl Env {
         self.write_recipe(name, &text).to_str().unwrap().to_owned()
     }
 
+    /// `cache import`s a file and returns its `sha256:` digest.
+    pub fn import(&self, file: &Path) -> String {
+        let imported = self
+            .run(&["--json", "cache", "import", file.to_str().unwrap()])
+            .ok()
+            .json();
+        imported[0]["sha256"].as_str().unwrap().to_owned()
+    }
+
     /// A recipe making a GRUB EFI network image (`images/grubx64.efi`) from Debian's GRUB
     /// modules, its source the downloaded .deb pinned by sha256, with a placeholder config.
     pub fn grubnet_recipe(&self) -> String {
-        let deb = deb("grub-efi-amd64-bin");
-        let imported = self
-            .run(&["--json", "cache", "import", deb.to_str().unwrap()])
-            .ok()
-            .json();
-        let sha = imported[0]["sha256"].as_str().unwrap().to_owned();
+        let sha = self.import(&deb("grub-efi-amd64-bin"));
         let text = format!(
             "source:
   url: https://debian.example.invalid/pool/main/g/grub2/grub-efi-amd64-bin.deb
@@ -274,12 +278,7 @@ outputs: [images/grubx64.efi]
     /// A recipe whose outputs are files of a Debian package (downloaded by ci/test.sh),
     /// pinned by the sha256 of the .deb.
     pub fn deb_recipe(&self, name: &str, package: &str, outputs: &[&str]) -> String {
-        let deb = deb(package);
-        let imported = self
-            .run(&["--json", "cache", "import", deb.to_str().unwrap()])
-            .ok()
-            .json();
-        let sha = imported[0]["sha256"].as_str().unwrap().to_owned();
+        let sha = self.import(&deb(package));
         let text = format!(
             "source:\n  url: https://debian.example.invalid/{package}.deb\n  sha256: {sha}\n\
              epoch: 1700000000\nsteps: []\noutputs: [{}]\n",
