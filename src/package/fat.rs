@@ -11,6 +11,7 @@ use hadris_fs::sync::copy_tree;
 use hadris_fs::{
     Clock, Content, DateTime, ErrorKind, MountOptions, Node, PathError, SetAttr, Tree,
 };
+use hadris_storage::Partition;
 use hadris_storage::host::FileDevice;
 use hadris_storage::sync::BlockDevice;
 
@@ -71,6 +72,21 @@ pub fn write_fat(out: &File, files: &[FatFile], spec: &FatSpec) -> Result<u64> {
     let dev = FileDevice::new(out.try_clone()?).context("opening the FAT image")?;
     build(dev, files, spec)?;
     Ok(out.metadata()?.len())
+}
+
+/// Writes the volume into `out` at byte `offset`, as a partition of a disk image being made:
+/// the bytes before `offset` are left alone, the rest of the file is replaced (sparse zeros
+/// first). `spec.size` is required; returns it.
+pub fn write_fat_at(out: &File, offset: u64, files: &[FatFile], spec: &FatSpec) -> Result<u64> {
+    let size = spec
+        .size
+        .context("a FAT volume inside a disk image needs a size")?;
+    out.set_len(offset).context("truncating the disk image")?;
+    out.set_len(offset + size)
+        .context("sizing the disk image")?;
+    let dev = FileDevice::new(out.try_clone()?).context("opening the disk image")?;
+    build(Partition::new(dev, offset, size), files, spec)?;
+    Ok(size)
 }
 
 /// Builds the volume in memory; meant for small volumes such as an EFI System Partition.

@@ -1,12 +1,11 @@
 //! Raspberry Pi SD card images: an MBR (the Pi's boot ROM reads no GPT) with one FAT32
 //! partition holding the firmware, config.txt and the UEFI loader.
 
-use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::Write;
 
 use anyhow::{Context, Result};
 
-use super::fat::{FatFile, FatSpec, FatType, write_fat};
+use super::fat::{FatFile, FatSpec, FatType, write_fat_at};
 use crate::store::{Digest, Store, Stored};
 
 /// Where the boot partition starts: 1 MiB, the alignment SD cards and the Pi's own images use.
@@ -30,11 +29,13 @@ pub fn write_rpi_img(store: &Store, files: &[FatFile], label: &str, mtime: i64) 
     let files_size: u64 = files.iter().map(|f| f.data.len() as u64).sum();
     let part_size = MIN_PART_SIZE.max((files_size * 2).div_ceil(1 << 20) << 20);
 
-    // The FAT volume first, in its own temporary file, then the disk around it.
-    let fat_tmp = store.temp_file()?;
-    let fat_file = fat_tmp.reopen()?;
-    let fat_len = write_fat(
-        &fat_file,
+    // The FAT volume first, in place at 1 MiB (the file stays sparse where nothing is
+    // written), then the MBR in front of it.
+    let tmp = store.temp_file()?;
+    let mut disk = tmp.reopen()?;
+    let fat_len = write_fat_at(
+        &disk,
+        PART_START,
         files,
         &FatSpec {
             label: label.into(),
@@ -45,10 +46,6 @@ pub fn write_rpi_img(store: &Store, files: &[FatFile], label: &str, mtime: i64) 
         },
     )
     .context("writing the boot partition")?;
-
-    let tmp = store.temp_file()?;
-    let mut disk = tmp.reopen()?;
-    disk.set_len(PART_START + fat_len)?;
     let mut mbr =
         mbrman::MBR::new_from(&mut disk, 512, word(8).to_le_bytes()).context("creating the MBR")?;
     mbr[1] = mbrman::MBRPartitionEntry {
@@ -60,9 +57,6 @@ pub fn write_rpi_img(store: &Store, files: &[FatFile], label: &str, mtime: i64) 
         sectors: (fat_len / 512) as u32,
     };
     mbr.write_into(&mut disk).context("writing the MBR")?;
-    disk.seek(SeekFrom::Start(PART_START))?;
-    let mut src = File::open(fat_tmp.path())?;
-    io::copy(&mut src, &mut disk).context("copying the boot partition into the image")?;
     disk.flush()?;
     drop(disk);
     store.put_temp(tmp)
