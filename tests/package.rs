@@ -11,19 +11,29 @@ use std::time::Duration;
 use common::boot::{HttpServer, ovmf_pxe, qemu, qemu_until};
 use common::{Env, Run, root};
 
+/// Writes a media profile into the test's recipes directory, using the repository's
+/// templates, and returns its path.
+fn write_profile(env: &Env, name: &str, body: &str) -> String {
+    let media = env.recipes_dir().join("media");
+    fs::create_dir_all(&media).unwrap();
+    let path = media.join(format!("{name}.yaml"));
+    fs::write(
+        &path,
+        format!("{body}templates: {}/embed\n", root().display()),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
 /// A profile booting x86_64 UEFI with the GRUB network image of `grubnet_recipe`.
 fn grub_profile(env: &Env) -> String {
     env.grubnet_recipe();
-    let media = env.recipes_dir().join("media");
-    fs::create_dir_all(&media).unwrap();
-    let path = media.join("grub.yaml");
-    let text = format!(
+    write_profile(
+        env,
+        "grub",
         "description: x86_64 UEFI through GRUB\nloaders:\n  bios: none\n  uefi-x64: grub\n  uefi-arm64: none\n\
-         recipes:\n  grub: ../grubnet.yaml\ntemplates: {}/embed\n",
-        root().display()
-    );
-    fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_owned()
+         recipes:\n  grub: ../grubnet.yaml\n",
+    )
 }
 
 fn package(env: &Env, target: &str, profile: &str, url: &str) -> serde_json::Value {
@@ -256,19 +266,15 @@ fn iso_profile(env: &Env) -> String {
         &["usr/lib/syslinux/modules/bios/ldlinux.c32"],
     );
     env.deb_recipe("deb-ipxe", "ipxe", &["boot/ipxe.lkrn"]);
-    let media = env.recipes_dir().join("media");
-    fs::create_dir_all(&media).unwrap();
-    let path = media.join("iso.yaml");
-    let text = format!(
+    write_profile(
+        env,
+        "iso",
         "loaders:\n  bios: ipxe\n  uefi-x64: grub\n  uefi-arm64: none\nrecipes:\n  grub: ../grubnet.yaml\n\
          files:\n  isolinux.bin: ../deb-isolinux.yaml:usr/lib/ISOLINUX/isolinux.bin\n\
          \x20 isohdpfx.bin: ../deb-isolinux.yaml:usr/lib/ISOLINUX/isohdpfx.bin\n\
          \x20 ldlinux.c32: ../deb-syslinux-common.yaml:usr/lib/syslinux/modules/bios/ldlinux.c32\n\
-         \x20 ipxe.lkrn: ../deb-ipxe.yaml:boot/ipxe.lkrn\ntemplates: {}/embed\n",
-        root().display()
-    );
-    fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_owned()
+         \x20 ipxe.lkrn: ../deb-ipxe.yaml:boot/ipxe.lkrn\n",
+    )
 }
 
 #[test]
@@ -445,16 +451,12 @@ fn rpi_profile(env: &Env) -> String {
              \x20 bcm2711-rpi-cm4.dtb, overlays/upstream-pi4.dtbo, overlays/miniuart-bt.dtbo, config.txt, BOOTAA64.EFI]\n"
         ),
     );
-    let media = env.recipes_dir().join("media");
-    fs::create_dir_all(&media).unwrap();
-    let path = media.join("rpi.yaml");
-    let text = format!(
+    write_profile(
+        env,
+        "rpi",
         "loaders:\n  bios: none\n  uefi-x64: none\n  uefi-arm64: ipxe\nrecipes:\n  rpi-firmware: ../rpi-firmware.yaml\n\
-         files:\n  snp-arm64.efi: ../rpi-firmware.yaml:BOOTAA64.EFI\ntemplates: {}/embed\n",
-        root().display()
-    );
-    fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_owned()
+         files:\n  snp-arm64.efi: ../rpi-firmware.yaml:BOOTAA64.EFI\n",
+    )
 }
 
 #[test]

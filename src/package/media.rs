@@ -192,16 +192,17 @@ pub fn package(
         layout.add_bytes(store, "grub-early.cfg", script.as_bytes())?;
     }
 
+    let mut assembly = Assembly {
+        inputs: &mut inputs,
+        layout: &mut layout,
+        profile,
+        vars: &vars,
+        store,
+    };
     let medium = match target {
-        Target::PxeBundle => {
-            pxe_bundle_files(&mut inputs, &mut layout, profile, &vars, store)?;
-            None
-        }
-        Target::Iso => Some(iso_files(&mut inputs, &mut layout, profile, &vars, store)?),
-        Target::RpiImg => {
-            rpi_files(&mut inputs, &mut layout, profile, &vars, store)?;
-            None
-        }
+        Target::PxeBundle => assembly.pxe_bundle().map(|()| None)?,
+        Target::Iso => Some(assembly.iso()?),
+        Target::RpiImg => assembly.rpi().map(|()| None)?,
     };
 
     let epoch = match profile.profile.epoch {
@@ -332,162 +333,167 @@ pub fn package(
     Ok(report)
 }
 
-/// Loaders for a TFTP root, and DHCP snippets naming them.
-fn pxe_bundle_files(
-    inputs: &mut Inputs<'_>,
-    layout: &mut Layout,
-    profile: &LoadedProfile,
-    vars: &BTreeMap<String, String>,
-    store: &Store,
-) -> Result<()> {
-    let loaders = &profile.profile.loaders;
-    if loaders.bios == Loader::Ipxe {
-        layout.add("undionly.kpxe", &inputs.file("undionly.kpxe")?);
-    }
-    match loaders.uefi_x64 {
-        Loader::Ipxe => {
-            layout.add("ipxe.efi", &inputs.file("ipxe.efi")?);
-            layout.add("snponly.efi", &inputs.file("snponly.efi")?);
-        }
-        Loader::Grub => layout.add("grubx64.efi", &inputs.file("grubx64.efi")?),
-        Loader::None => {}
-    }
-    if loaders.uefi_arm64 == Loader::Ipxe {
-        layout.add("arm64/snp.efi", &inputs.file("snp-arm64.efi")?);
-    }
-    let shipped = |p: &str| {
-        if layout.has(p) {
-            p.to_owned()
-        } else {
-            String::new()
-        }
-    };
-    let mut dhcp_vars = vars.clone();
-    dhcp_vars.insert("bios_file".into(), shipped("undionly.kpxe"));
-    let x64 = if loaders.uefi_x64 == Loader::Grub {
-        "grubx64.efi"
-    } else {
-        "ipxe.efi"
-    };
-    dhcp_vars.insert("uefi_x64_file".into(), shipped(x64));
-    dhcp_vars.insert("uefi_arm64_file".into(), shipped("arm64/snp.efi"));
-    for (name, tmpl) in [
-        ("dhcp/dnsmasq.conf", "dnsmasq.conf.j2"),
-        ("dhcp/dhcpd.conf", "dhcpd.conf.j2"),
-    ] {
-        let text = template::render(&profile.template(tmpl), &dhcp_vars)?;
-        layout.add_bytes(store, name, text.as_bytes())?;
-    }
-    Ok(())
-}
-
-/// The Raspberry Pi 4 UEFI firmware, config.txt and arm64 iPXE as the boot loader.
-fn rpi_files(
-    inputs: &mut Inputs<'_>,
-    layout: &mut Layout,
-    profile: &LoadedProfile,
-    vars: &BTreeMap<String, String>,
-    store: &Store,
-) -> Result<()> {
-    if profile.profile.loaders.uefi_arm64 != Loader::Ipxe {
-        bail!(
-            "{}: a Raspberry Pi image boots arm64 iPXE: loaders.uefi-arm64 must be ipxe",
-            profile.path.display()
-        );
-    }
-    let firmware = inputs.outputs_of("rpi-firmware")?;
-    for (name, f) in &firmware {
-        // Our config.txt replaces the firmware's.
-        if name != "config.txt" {
-            layout.add(name, f);
-        }
-    }
-    for required in [
-        "RPI_EFI.fd",
-        "start4.elf",
-        "fixup4.dat",
-        "bcm2711-rpi-4-b.dtb",
-    ] {
-        if !layout.has(required) {
-            bail!(
-                "{}: the rpi-firmware recipe has no output `{required}` (it has: {})",
-                profile.path.display(),
-                firmware
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-    }
-    let config = template::render(&profile.template("config.txt.j2"), vars)?;
-    layout.add_bytes(store, "config.txt", config.as_bytes())?;
-    layout.add("EFI/BOOT/BOOTAA64.EFI", &inputs.file("snp-arm64.efi")?);
-    Ok(())
-}
-
 /// What an ISO needs besides its tree.
 struct IsoParts {
     esp_files: Vec<FatFile>,
     mbr_code: Vec<u8>,
 }
 
-/// ISOLINUX and iPXE for BIOS; the ESP's loaders for UEFI.
-fn iso_files(
-    inputs: &mut Inputs<'_>,
-    layout: &mut Layout,
-    profile: &LoadedProfile,
-    vars: &BTreeMap<String, String>,
-    store: &Store,
-) -> Result<IsoParts> {
-    let loaders = &profile.profile.loaders;
-    if loaders.bios != Loader::Ipxe {
-        bail!(
-            "{}: an ISO boots BIOS through ISOLINUX and iPXE: loaders.bios must be ipxe",
-            profile.path.display()
-        );
-    }
-    layout.add("isolinux/isolinux.bin", &inputs.file("isolinux.bin")?);
-    layout.add("isolinux/ldlinux.c32", &inputs.file("ldlinux.c32")?);
-    let lkrn = inputs.file("ipxe.lkrn")?;
-    layout.add("ipxe.lkrn", &lkrn);
-    let mut cfg_vars = vars.clone();
-    // An iPXE without our script in it gets the script as an initrd instead.
-    cfg_vars.insert(
-        "ipxe_initrd".into(),
-        if lkrn.patched { "" } else { "/chain.ipxe" }.into(),
-    );
-    let cfg = template::render(&profile.template("isolinux.cfg.j2"), &cfg_vars)?;
-    layout.add_bytes(store, "isolinux/isolinux.cfg", cfg.as_bytes())?;
-    let mbr_code = store.read_blob(&inputs.file("isohdpfx.bin")?.blob)?;
+/// What every medium's assembly works with.
+struct Assembly<'a, 'i> {
+    inputs: &'a mut Inputs<'i>,
+    layout: &'a mut Layout,
+    profile: &'a LoadedProfile,
+    vars: &'a BTreeMap<String, String>,
+    store: &'a Store,
+}
 
-    let mut esp_files = Vec::new();
-    let x64 = match loaders.uefi_x64 {
-        Loader::Ipxe => Some(inputs.file("ipxe.efi")?),
-        Loader::Grub => Some(inputs.file("grubx64.efi")?),
-        Loader::None => None,
-    };
-    if let Some(f) = x64 {
-        esp_files.push(FatFile {
-            path: "EFI/BOOT/BOOTX64.EFI".into(),
-            data: store.read_blob(&f.blob)?,
-        });
+impl Assembly<'_, '_> {
+    /// Loaders for a TFTP root, and DHCP snippets naming them.
+    fn pxe_bundle(&mut self) -> Result<()> {
+        let loaders = &self.profile.profile.loaders;
+        if loaders.bios == Loader::Ipxe {
+            self.layout
+                .add("undionly.kpxe", &self.inputs.file("undionly.kpxe")?);
+        }
+        match loaders.uefi_x64 {
+            Loader::Ipxe => {
+                self.layout.add("ipxe.efi", &self.inputs.file("ipxe.efi")?);
+                self.layout
+                    .add("snponly.efi", &self.inputs.file("snponly.efi")?);
+            }
+            Loader::Grub => self
+                .layout
+                .add("grubx64.efi", &self.inputs.file("grubx64.efi")?),
+            Loader::None => {}
+        }
+        if loaders.uefi_arm64 == Loader::Ipxe {
+            self.layout
+                .add("arm64/snp.efi", &self.inputs.file("snp-arm64.efi")?);
+        }
+        let shipped = |p: &str| {
+            if self.layout.has(p) {
+                p.to_owned()
+            } else {
+                String::new()
+            }
+        };
+        let mut dhcp_vars = self.vars.clone();
+        dhcp_vars.insert("bios_file".into(), shipped("undionly.kpxe"));
+        let x64 = if loaders.uefi_x64 == Loader::Grub {
+            "grubx64.efi"
+        } else {
+            "ipxe.efi"
+        };
+        dhcp_vars.insert("uefi_x64_file".into(), shipped(x64));
+        dhcp_vars.insert("uefi_arm64_file".into(), shipped("arm64/snp.efi"));
+        for (name, tmpl) in [
+            ("dhcp/dnsmasq.conf", "dnsmasq.conf.j2"),
+            ("dhcp/dhcpd.conf", "dhcpd.conf.j2"),
+        ] {
+            let text = template::render(&self.profile.template(tmpl), &dhcp_vars)?;
+            self.layout.add_bytes(self.store, name, text.as_bytes())?;
+        }
+        Ok(())
     }
-    if loaders.uefi_arm64 == Loader::Ipxe {
-        let f = inputs.file("snp-arm64.efi")?;
-        esp_files.push(FatFile {
-            path: "EFI/BOOT/BOOTAA64.EFI".into(),
-            data: store.read_blob(&f.blob)?,
-        });
+
+    /// The Raspberry Pi 4 UEFI firmware, config.txt and arm64 iPXE as the boot loader.
+    fn rpi(&mut self) -> Result<()> {
+        if self.profile.profile.loaders.uefi_arm64 != Loader::Ipxe {
+            bail!(
+                "{}: a Raspberry Pi image boots arm64 iPXE: loaders.uefi-arm64 must be ipxe",
+                self.profile.path.display()
+            );
+        }
+        let firmware = self.inputs.outputs_of("rpi-firmware")?;
+        for (name, f) in &firmware {
+            // Our config.txt replaces the firmware's.
+            if name != "config.txt" {
+                self.layout.add(name, f);
+            }
+        }
+        for required in [
+            "RPI_EFI.fd",
+            "start4.elf",
+            "fixup4.dat",
+            "bcm2711-rpi-4-b.dtb",
+        ] {
+            if !self.layout.has(required) {
+                bail!(
+                    "{}: the rpi-firmware recipe has no output `{required}` (it has: {})",
+                    self.profile.path.display(),
+                    firmware
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+        let config = template::render(&self.profile.template("config.txt.j2"), self.vars)?;
+        self.layout
+            .add_bytes(self.store, "config.txt", config.as_bytes())?;
+        self.layout
+            .add("EFI/BOOT/BOOTAA64.EFI", &self.inputs.file("snp-arm64.efi")?);
+        Ok(())
     }
-    if esp_files.is_empty() {
-        bail!(
-            "{}: an ISO needs a UEFI loader (loaders.uefi-x64 or uefi-arm64)",
-            profile.path.display()
+
+    /// ISOLINUX and iPXE for BIOS; the ESP's loaders for UEFI.
+    fn iso(&mut self) -> Result<IsoParts> {
+        let loaders = &self.profile.profile.loaders;
+        if loaders.bios != Loader::Ipxe {
+            bail!(
+                "{}: an ISO boots BIOS through ISOLINUX and iPXE: loaders.bios must be ipxe",
+                self.profile.path.display()
+            );
+        }
+        self.layout
+            .add("isolinux/isolinux.bin", &self.inputs.file("isolinux.bin")?);
+        self.layout
+            .add("isolinux/ldlinux.c32", &self.inputs.file("ldlinux.c32")?);
+        let lkrn = self.inputs.file("ipxe.lkrn")?;
+        self.layout.add("ipxe.lkrn", &lkrn);
+        let mut cfg_vars = self.vars.clone();
+        // An iPXE without our script in it gets the script as an initrd instead.
+        cfg_vars.insert(
+            "ipxe_initrd".into(),
+            if lkrn.patched { "" } else { "/chain.ipxe" }.into(),
         );
+        let cfg = template::render(&self.profile.template("isolinux.cfg.j2"), &cfg_vars)?;
+        self.layout
+            .add_bytes(self.store, "isolinux/isolinux.cfg", cfg.as_bytes())?;
+        let mbr_code = self
+            .store
+            .read_blob(&self.inputs.file("isohdpfx.bin")?.blob)?;
+
+        let mut esp_files = Vec::new();
+        let x64 = match loaders.uefi_x64 {
+            Loader::Ipxe => Some(self.inputs.file("ipxe.efi")?),
+            Loader::Grub => Some(self.inputs.file("grubx64.efi")?),
+            Loader::None => None,
+        };
+        if let Some(f) = x64 {
+            esp_files.push(FatFile {
+                path: "EFI/BOOT/BOOTX64.EFI".into(),
+                data: self.store.read_blob(&f.blob)?,
+            });
+        }
+        if loaders.uefi_arm64 == Loader::Ipxe {
+            let f = self.inputs.file("snp-arm64.efi")?;
+            esp_files.push(FatFile {
+                path: "EFI/BOOT/BOOTAA64.EFI".into(),
+                data: self.store.read_blob(&f.blob)?,
+            });
+        }
+        if esp_files.is_empty() {
+            bail!(
+                "{}: an ISO needs a UEFI loader (loaders.uefi-x64 or uefi-arm64)",
+                self.profile.path.display()
+            );
+        }
+        Ok(IsoParts {
+            esp_files,
+            mbr_code,
+        })
     }
-    Ok(IsoParts {
-        esp_files,
-        mbr_code,
-    })
 }
