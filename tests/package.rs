@@ -548,3 +548,163 @@ fn the_rpi_image_has_an_mbr_and_a_fat32_boot_partition_with_the_firmware() {
 fn the_same_rpi_image_comes_out_in_another_directory_under_another_clock() {
     same_bytes_elsewhere("rpi-img", rpi_profile);
 }
+
+/// A profile for a USB disk from Debian's GRUB (i386-pc core for BIOS, the patched EFI network
+/// image for UEFI) and iPXE (the script as an initrd).
+fn usb_profile(env: &Env) -> String {
+    env.grubnet_recipe();
+    env.deb_recipe("deb-ipxe", "ipxe", &["boot/ipxe.lkrn"]);
+    let sha = env.import(&common::deb("grub-pc-bin"));
+    env.write_recipe(
+        "grubpc",
+        &format!(
+            "source:\n  url: https://debian.example.invalid/grub-pc-bin.deb\n  sha256: {sha}\n\
+             epoch: 1700000000\ntoolchain: test\nsteps:\n  - run: [mkdir, images]\n\
+             \x20 - run: [grub-mkimage, -d, usr/lib/grub/i386-pc, -O, i386-pc, -p, \"(hd0,gpt2)/boot/grub\",\n\
+             \x20         -o, images/core-usb-i386-pc.img, biosdisk, part_gpt, fat, normal, configfile,\n\
+             \x20         linux16, echo, test, serial, terminal]\n\
+             outputs: [images/core-usb-i386-pc.img, usr/lib/grub/i386-pc/boot.img]\n"
+        ),
+    );
+    write_profile(
+        env,
+        "usb",
+        "loaders:\n  bios: ipxe\n  uefi-x64: grub\n  uefi-arm64: none\nrecipes:\n  grub: ../grubnet.yaml\n\
+         files:\n  ipxe.lkrn: ../deb-ipxe.yaml:boot/ipxe.lkrn\n\
+         \x20 grub-boot.img: ../grubpc.yaml:usr/lib/grub/i386-pc/boot.img\n\
+         \x20 grub-core-usb.img: ../grubpc.yaml:images/core-usb-i386-pc.img\n",
+    )
+}
+
+#[test]
+fn the_usb_image_is_a_gpt_disk_that_boots_under_seabios_and_ovmf() {
+    let env = Env::new();
+    let profile = usb_profile(&env);
+    let server = HttpServer::start_with(|path| {
+        if path.contains("platform=") {
+            "#!ipxe\necho bootforge-test: ipxe script served\npoweroff\n".into()
+        } else {
+            "echo bootforge-test: grub config served\nhalt\n".into()
+        }
+    });
+    let url = server.guest_url("boot");
+    let report = package(&env, "usb-img", &profile, &url);
+    let img = env.path().join("out/bootforge-usb.img");
+    let img_s = img.to_str().unwrap();
+    assert_eq!(
+        report["sha256"].as_str().unwrap(),
+        format!("sha256:{}", common::sha256_hex(&fs::read(&img).unwrap()))
+    );
+
+    let table = run_tool(env.path(), "sfdisk", &["-d", img_s]).ok();
+    assert!(table.stdout.contains("label: gpt"), "{table}");
+    assert!(
+        table.stdout.contains(
+            "start=        2048, size=        2048, type=21686148-6449-6E6F-744E-656564454649"
+        ),
+        "{table}"
+    );
+    assert!(
+        table.stdout.contains("start=        4096")
+            && table
+                .stdout
+                .contains("type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B"),
+        "{table}"
+    );
+    let esp = env.path().join("esp.vfat");
+    run_tool(
+        env.path(),
+        "dd",
+        &[
+            &format!("if={img_s}"),
+            &format!("of={}", esp.display()),
+            "bs=1M",
+            "skip=2",
+            "status=none",
+        ],
+    )
+    .ok();
+    // The ESP ends where the backup GPT's 1 MiB begins; fsck.fat reads only its own length.
+    run_tool(env.path(), "fsck.fat", &["-n", esp.to_str().unwrap()]).ok();
+    let dir = run_tool(
+        env.path(),
+        "mdir",
+        &["-/", "-b", "-i", &format!("{img_s}@@2M"), "::"],
+    )
+    .ok();
+    for f in [
+        "BOOTX64.EFI",
+        "ipxe.lkrn",
+        "chain.ipxe",
+        "grub.cfg",
+        "manifest.json",
+    ] {
+        assert!(dir.stdout.contains(f), "{f} missing:\n{dir}");
+    }
+
+    let drive = format!("file={img_s},format=raw,if=ide,snapshot=on");
+    let before = server.requests().len();
+    let run = qemu_until(
+        "x86_64",
+        &[
+            "-m",
+            "256",
+            "-drive",
+            &drive,
+            "-netdev",
+            "user,id=n0",
+            "-device",
+            "e1000,netdev=n0",
+        ],
+        env.path(),
+        Duration::from_secs(120),
+        || {
+            server.requests()[before..]
+                .iter()
+                .any(|r| r.contains("platform=pcbios"))
+        },
+    );
+    let new = server.requests()[before..].to_vec();
+    assert!(
+        new.iter()
+            .any(|r| r == "/boot?mac=52-54-00-12-34-56&platform=pcbios&arch=i386"),
+        "SeaBIOS: requests {new:?}\nserial:\n{}",
+        run.serial
+    );
+    assert!(
+        run.serial.contains("bootforge: GRUB (BIOS) starting iPXE"),
+        "{}",
+        run.serial
+    );
+
+    let before = server.requests().len();
+    let run = qemu(
+        "x86_64",
+        &[
+            "-m",
+            "256",
+            "-bios",
+            "/usr/share/ovmf/OVMF.fd",
+            "-drive",
+            &drive,
+            "-netdev",
+            "user,id=n0",
+            "-device",
+            "virtio-net-pci,netdev=n0,romfile=",
+        ],
+        env.path(),
+        Duration::from_secs(120),
+    );
+    let new = server.requests()[before..].to_vec();
+    assert!(
+        new.iter().any(|r| r == "/boot?mac=52:54:00:12:34:56"),
+        "OVMF: requests {new:?}\nserial:\n{}",
+        run.serial
+    );
+    assert_eq!(run.code, Some(0), "OVMF: the served halt should end the VM");
+}
+
+#[test]
+fn the_same_usb_image_comes_out_in_another_directory_under_another_clock() {
+    same_bytes_elsewhere("usb-img", usb_profile);
+}

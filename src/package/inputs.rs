@@ -22,6 +22,8 @@ fn default_source(role: &str) -> Option<(&'static str, &'static str)> {
         "snponly.efi" => ("ipxe", "bin-x86_64-efi/snponly.efi"),
         "snp-arm64.efi" => ("ipxe", "bin-arm64-efi/snp.efi"),
         "grubx64.efi" => ("grub", "images/grubx64.efi"),
+        "grub-boot.img" => ("grub", "build-i386-pc/grub-core/boot.img"),
+        "grub-core-usb.img" => ("grub", "images/core-usb-i386-pc.img"),
         "isolinux.bin" => ("syslinux", "bios/core/isolinux.bin"),
         "ldlinux.c32" => ("syslinux", "bios/com32/elflink/ldlinux/ldlinux.c32"),
         "isohdpfx.bin" => ("syslinux", "bios/mbr/isohdpfx.bin"),

@@ -14,6 +14,7 @@ use super::iso::{IsoSpec, write_iso};
 use super::profile::{LoadedProfile, Loader};
 use super::rpi::write_rpi_img;
 use super::template;
+use super::usb::{UsbSpec, write_usb_img};
 use crate::build::Settings;
 use crate::store::{Digest, Store, Stored};
 
@@ -28,6 +29,8 @@ pub enum Target {
     Iso,
     /// A Raspberry Pi 4 SD card image: UEFI firmware and arm64 iPXE.
     RpiImg,
+    /// A GPT disk image for USB sticks and BMC virtual media: ESP for UEFI, GRUB for BIOS.
+    UsbImg,
     /// A .tar.gz for a TFTP/HTTP boot server: loaders, script, DHCP snippets, checksums.
     PxeBundle,
 }
@@ -37,6 +40,7 @@ impl Target {
         match self {
             Target::Iso => "bootforge.iso",
             Target::RpiImg => "bootforge-rpi4.img",
+            Target::UsbImg => "bootforge-usb.img",
             Target::PxeBundle => "pxe-bundle.tar.gz",
         }
     }
@@ -44,7 +48,7 @@ impl Target {
     fn media_type(self) -> &'static str {
         match self {
             Target::Iso => "application/vnd.efi.iso",
-            Target::RpiImg => "application/vnd.efi.img",
+            Target::RpiImg | Target::UsbImg => "application/vnd.efi.img",
             Target::PxeBundle => "application/gzip",
         }
     }
@@ -53,6 +57,7 @@ impl Target {
         match self {
             Target::Iso => "iso",
             Target::RpiImg => "rpi-img",
+            Target::UsbImg => "usb-img",
             Target::PxeBundle => "pxe-bundle",
         }
     }
@@ -153,7 +158,7 @@ pub fn package(
     sets: &[(String, String)],
 ) -> Result<PackageReport> {
     let mut vars = profile.profile.vars.clone();
-    if target == Target::Iso {
+    if matches!(target, Target::Iso | Target::UsbImg) {
         // GRUB booted from a disc has no default network interface: name the first card,
         // so its requests carry the MAC (embed/grub.cfg.j2).
         vars.insert("net_interface".into(), "efinet0".into());
@@ -203,6 +208,7 @@ pub fn package(
         Target::PxeBundle => assembly.pxe_bundle().map(|()| None)?,
         Target::Iso => Some(assembly.iso()?),
         Target::RpiImg => assembly.rpi().map(|()| None)?,
+        Target::UsbImg => Some(assembly.usb()?),
     };
 
     let epoch = match profile.profile.epoch {
@@ -297,7 +303,20 @@ pub fn package(
                 },
             )?
         }
-        (Target::Iso, None) => unreachable!("iso_files returns the ISO parts"),
+        (Target::Iso | Target::UsbImg, None) => unreachable!("iso and usb return their parts"),
+        (Target::UsbImg, Some(usb)) => {
+            let mut esp = layout.files(store, &manifest_json)?;
+            esp.extend(usb.esp_files.iter().cloned());
+            write_usb_img(
+                store,
+                &UsbSpec {
+                    esp_files: &esp,
+                    boot_img: &usb.mbr_code,
+                    core_img: &usb.core_img,
+                    mtime: epoch,
+                },
+            )?
+        }
         (Target::RpiImg, _) => write_rpi_img(
             store,
             &layout.files(store, &manifest_json)?,
@@ -333,10 +352,13 @@ pub fn package(
     Ok(report)
 }
 
-/// What an ISO needs besides its tree.
-struct IsoParts {
+/// What an ISO or USB disk needs besides its files.
+struct DiskParts {
     esp_files: Vec<FatFile>,
+    /// The isohdpfx MBR code for the ISO; GRUB's boot.img for the USB disk.
     mbr_code: Vec<u8>,
+    /// GRUB's i386-pc core image (USB disk only).
+    core_img: Vec<u8>,
 }
 
 /// What every medium's assembly works with.
@@ -439,7 +461,7 @@ impl Assembly<'_, '_> {
     }
 
     /// ISOLINUX and iPXE for BIOS; the ESP's loaders for UEFI.
-    fn iso(&mut self) -> Result<IsoParts> {
+    fn iso(&mut self) -> Result<DiskParts> {
         let loaders = &self.profile.profile.loaders;
         if loaders.bios != Loader::Ipxe {
             bail!(
@@ -451,14 +473,7 @@ impl Assembly<'_, '_> {
             .add("isolinux/isolinux.bin", &self.inputs.file("isolinux.bin")?);
         self.layout
             .add("isolinux/ldlinux.c32", &self.inputs.file("ldlinux.c32")?);
-        let lkrn = self.inputs.file("ipxe.lkrn")?;
-        self.layout.add("ipxe.lkrn", &lkrn);
-        let mut cfg_vars = self.vars.clone();
-        // An iPXE without our script in it gets the script as an initrd instead.
-        cfg_vars.insert(
-            "ipxe_initrd".into(),
-            if lkrn.patched { "" } else { "/chain.ipxe" }.into(),
-        );
+        let cfg_vars = self.ipxe_lkrn()?;
         let cfg = template::render(&self.profile.template("isolinux.cfg.j2"), &cfg_vars)?;
         self.layout
             .add_bytes(self.store, "isolinux/isolinux.cfg", cfg.as_bytes())?;
@@ -466,6 +481,56 @@ impl Assembly<'_, '_> {
             .store
             .read_blob(&self.inputs.file("isohdpfx.bin")?.blob)?;
 
+        let esp_files = self.uefi_loaders("an ISO")?;
+        Ok(DiskParts {
+            esp_files,
+            mbr_code,
+            core_img: Vec::new(),
+        })
+    }
+
+    /// GRUB (i386-pc, in the BIOS boot partition) and iPXE for BIOS; the loaders for UEFI;
+    /// everything else on the ESP.
+    fn usb(&mut self) -> Result<DiskParts> {
+        if self.profile.profile.loaders.bios != Loader::Ipxe {
+            bail!(
+                "{}: a USB image boots BIOS through GRUB and iPXE: loaders.bios must be ipxe",
+                self.profile.path.display()
+            );
+        }
+        let cfg_vars = self.ipxe_lkrn()?;
+        let cfg = template::render(&self.profile.template("usb-grub.cfg.j2"), &cfg_vars)?;
+        self.layout
+            .add_bytes(self.store, "boot/grub/grub.cfg", cfg.as_bytes())?;
+        let boot_img = self
+            .store
+            .read_blob(&self.inputs.file("grub-boot.img")?.blob)?;
+        let core_img = self
+            .store
+            .read_blob(&self.inputs.file("grub-core-usb.img")?.blob)?;
+        Ok(DiskParts {
+            esp_files: self.uefi_loaders("a USB image")?,
+            mbr_code: boot_img,
+            core_img,
+        })
+    }
+
+    /// Adds `ipxe.lkrn`; returns the variables for a config that starts it, with the script
+    /// as an initrd when this iPXE was not built with our placeholder.
+    fn ipxe_lkrn(&mut self) -> Result<BTreeMap<String, String>> {
+        let lkrn = self.inputs.file("ipxe.lkrn")?;
+        self.layout.add("ipxe.lkrn", &lkrn);
+        let mut vars = self.vars.clone();
+        vars.insert(
+            "ipxe_initrd".into(),
+            if lkrn.patched { "" } else { "/chain.ipxe" }.into(),
+        );
+        Ok(vars)
+    }
+
+    /// `EFI/BOOT/BOOTX64.EFI` and `BOOTAA64.EFI` for the ESP, per the profile's loaders.
+    fn uefi_loaders(&mut self, medium: &str) -> Result<Vec<FatFile>> {
+        let loaders = &self.profile.profile.loaders;
         let mut esp_files = Vec::new();
         let x64 = match loaders.uefi_x64 {
             Loader::Ipxe => Some(self.inputs.file("ipxe.efi")?),
@@ -487,13 +552,10 @@ impl Assembly<'_, '_> {
         }
         if esp_files.is_empty() {
             bail!(
-                "{}: an ISO needs a UEFI loader (loaders.uefi-x64 or uefi-arm64)",
+                "{}: {medium} needs a UEFI loader (loaders.uefi-x64 or uefi-arm64)",
                 self.profile.path.display()
             );
         }
-        Ok(IsoParts {
-            esp_files,
-            mbr_code,
-        })
+        Ok(esp_files)
     }
 }

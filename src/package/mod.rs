@@ -12,6 +12,7 @@ mod patch;
 pub mod profile;
 mod rpi;
 pub mod template;
+mod usb;
 
 pub use embed::{EmbedReport, EmbeddedArtifact, embed};
 pub use media::{Manifest, PackageReport, Target, package};
