@@ -13,7 +13,7 @@ export BOOTFORGE_CONTAINER_ARGS="${BOOTFORGE_CONTAINER_ARGS---runtime runc --uli
 debs="${BOOTFORGE_TEST_DEBS:-$PWD/target/debs}"
 export BOOTFORGE_TEST_DEBS="$debs"
 mkdir -p "$debs"
-for pkg in grub-efi-amd64-bin grub-pc-bin isolinux syslinux-common ipxe; do
+for pkg in grub-efi-amd64-bin grub-pc-bin isolinux syslinux-common pxelinux ipxe; do
   if ! ls "$debs/${pkg}"_*.deb >/dev/null 2>&1; then
     (cd "$debs" && apt-get download -q "$pkg")
   fi

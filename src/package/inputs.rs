@@ -27,6 +27,7 @@ fn default_source(role: &str) -> Option<(&'static str, &'static str)> {
         "isolinux.bin" => ("syslinux", "bios/core/isolinux.bin"),
         "ldlinux.c32" => ("syslinux", "bios/com32/elflink/ldlinux/ldlinux.c32"),
         "isohdpfx.bin" => ("syslinux", "bios/mbr/isohdpfx.bin"),
+        "lpxelinux.0" => ("syslinux", "bios/core/lpxelinux.0"),
         _ => return None,
     })
 }

@@ -167,14 +167,24 @@ pub fn package(
     let loaders = &profile.profile.loaders;
     let where_ = profile.path.display();
     if loaders.bios == Loader::Grub {
+        // GRUB's i386-pc PXE image reached its prompt without reading its config from TFTP
+        // in our tries (prefixes (tftp), (pxe), (tftp,SERVER)); not offered until it works.
         bail!(
-            "{where_}: loaders.bios: grub is not supported for {} (GRUB's i386-pc image keeps \
-             its config compressed); use ipxe or none",
-            target.name()
+            "{where_}: loaders.bios: grub is not supported yet (GRUB boots BIOS only from the \
+             usb-img, where iPXE follows it); use ipxe, syslinux (pxe-bundle) or none"
         );
     }
-    if loaders.uefi_arm64 == Loader::Grub {
+    if matches!(loaders.uefi_arm64, Loader::Grub | Loader::Syslinux) {
         bail!("{where_}: loaders.uefi-arm64: only ipxe or none");
+    }
+    if loaders.uefi_x64 == Loader::Syslinux {
+        bail!("{where_}: loaders.uefi-x64: ipxe, grub or none (SYSLINUX is used for BIOS)");
+    }
+    if loaders.bios == Loader::Syslinux && target != Target::PxeBundle {
+        bail!(
+            "{where_}: loaders.bios: syslinux chains over the network, so it is for pxe-bundle;              {} boots BIOS through iPXE",
+            target.name()
+        );
     }
     if [loaders.bios, loaders.uefi_x64, loaders.uefi_arm64] == [Loader::None; 3] {
         bail!("{where_}: every loader is `none`: nothing to package");
@@ -374,10 +384,24 @@ impl Assembly<'_, '_> {
     /// Loaders for a TFTP root, and DHCP snippets naming them.
     fn pxe_bundle(&mut self) -> Result<()> {
         let loaders = &self.profile.profile.loaders;
-        if loaders.bios == Loader::Ipxe {
-            self.layout
-                .add("undionly.kpxe", &self.inputs.file("undionly.kpxe")?);
-        }
+        let bios_file = match loaders.bios {
+            Loader::Ipxe => {
+                self.layout
+                    .add("undionly.kpxe", &self.inputs.file("undionly.kpxe")?);
+                "undionly.kpxe"
+            }
+            Loader::Syslinux => {
+                self.layout
+                    .add("lpxelinux.0", &self.inputs.file("lpxelinux.0")?);
+                self.layout
+                    .add("ldlinux.c32", &self.inputs.file("ldlinux.c32")?);
+                let cfg = template::render(&self.profile.template("pxelinux.cfg.j2"), self.vars)?;
+                self.layout
+                    .add_bytes(self.store, "pxelinux.cfg/default", cfg.as_bytes())?;
+                "lpxelinux.0"
+            }
+            Loader::Grub | Loader::None => "",
+        };
         match loaders.uefi_x64 {
             Loader::Ipxe => {
                 self.layout.add("ipxe.efi", &self.inputs.file("ipxe.efi")?);
@@ -387,7 +411,7 @@ impl Assembly<'_, '_> {
             Loader::Grub => self
                 .layout
                 .add("grubx64.efi", &self.inputs.file("grubx64.efi")?),
-            Loader::None => {}
+            Loader::None | Loader::Syslinux => {}
         }
         if loaders.uefi_arm64 == Loader::Ipxe {
             self.layout
@@ -401,7 +425,7 @@ impl Assembly<'_, '_> {
             }
         };
         let mut dhcp_vars = self.vars.clone();
-        dhcp_vars.insert("bios_file".into(), shipped("undionly.kpxe"));
+        dhcp_vars.insert("bios_file".into(), shipped(bios_file));
         let x64 = if loaders.uefi_x64 == Loader::Grub {
             "grubx64.efi"
         } else {
@@ -535,7 +559,8 @@ impl Assembly<'_, '_> {
         let x64 = match loaders.uefi_x64 {
             Loader::Ipxe => Some(self.inputs.file("ipxe.efi")?),
             Loader::Grub => Some(self.inputs.file("grubx64.efi")?),
-            Loader::None => None,
+            // Refused in `package` before assembly starts.
+            Loader::None | Loader::Syslinux => None,
         };
         if let Some(f) = x64 {
             esp_files.push(FatFile {

@@ -19,6 +19,8 @@ pub const DEFAULT_PROFILE: &str = "media/default.yaml";
 pub enum Loader {
     Ipxe,
     Grub,
+    /// SYSLINUX's lpxelinux, which fetches `chain_url` as its next config (PXE, BIOS only).
+    Syslinux,
     None,
 }
 
