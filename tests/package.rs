@@ -333,6 +333,39 @@ fn the_iso_reads_back_and_boots_as_cd_and_disk_under_seabios_and_ovmf() {
             .contains("C12A7328-F81F-11D2-BA4B-00A0C93EC93B"),
         "no ESP: {table}"
     );
+    // The ESP is a FAT volume that fsck.fat accepts and mtools reads.
+    let esp_line = table
+        .stdout
+        .lines()
+        .find(|l| l.contains("C12A7328"))
+        .unwrap();
+    let field = |name: &str| -> u64 {
+        let v = esp_line.split(&format!("{name}=")).nth(1).unwrap();
+        v.split(',').next().unwrap().trim().parse().unwrap()
+    };
+    let (start, size) = (field("start"), field("size"));
+    let esp = env.path().join("iso-esp.vfat");
+    run_tool(
+        env.path(),
+        "dd",
+        &[
+            &format!("if={iso_s}"),
+            &format!("of={}", esp.display()),
+            "bs=512",
+            &format!("skip={start}"),
+            &format!("count={size}"),
+            "status=none",
+        ],
+    )
+    .ok();
+    run_tool(env.path(), "fsck.fat", &["-n", esp.to_str().unwrap()]).ok();
+    let efi = run_tool(
+        env.path(),
+        "mdir",
+        &["-/", "-b", "-i", esp.to_str().unwrap(), "::"],
+    )
+    .ok();
+    assert!(efi.stdout.contains("::/EFI/BOOT/BOOTX64.EFI"), "{efi}");
 
     // iPXE asked for the script since request number `since`.
     let ipxe_asked = |s: &HttpServer, since: usize| {
