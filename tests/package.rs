@@ -231,6 +231,18 @@ fn profile_errors_are_clear() {
     env.run(&[
         "package",
         "--target",
+        "iso",
+        "--profile",
+        &profile,
+        "--set",
+        "chain_url=http://x/c",
+    ])
+    .fails()
+    .says(&["loaders.bios: grub chains over the network, so it is for pxe-bundle"]);
+    // In a pxe-bundle it needs a recipe with GRUB's PXE image, which grubnet is not.
+    env.run(&[
+        "package",
+        "--target",
         "pxe-bundle",
         "--profile",
         &profile,
@@ -238,7 +250,7 @@ fn profile_errors_are_clear() {
         "chain_url=http://x/c",
     ])
     .fails()
-    .says(&["loaders.bios: grub is not supported yet"]);
+    .says(&["recipe grubnet has no output `images/grub-pxe.0`"]);
     let text = fs::read_to_string(&profile)
         .unwrap()
         .replace("bios: grub", "bios: pxelinux");
@@ -583,7 +595,7 @@ fn the_same_rpi_image_comes_out_in_another_directory_under_another_clock() {
 }
 
 /// GRUB's BIOS images from Debian's grub-pc-bin: a core image for the USB disk's BIOS boot
-/// partition, and boot.img as it is.
+/// partition, a PXE image, and boot.img as it is.
 fn grubpc_recipe(env: &Env) {
     let sha = env.import(&common::deb("grub-pc-bin"));
     let mkimage = |prefix: &str, out: &str, modules: &str| {
@@ -596,7 +608,10 @@ fn grubpc_recipe(env: &Env) {
         &format!(
             "source:\n  url: https://debian.example.invalid/grub-pc-bin.deb\n  sha256: {sha}\n\
              epoch: 1700000000\ntoolchain: test\nsteps:\n  - run: [mkdir, images]\n{}\
-             outputs: [images/core-usb-i386-pc.img, usr/lib/grub/i386-pc/boot.img]\n",
+             \x20 - run: [grub-mkimage, -d, usr/lib/grub/i386-pc, -O, i386-pc-pxe, -p, \"(tftp)/boot/grub\",\n\
+             \x20         -o, images/grub-pxe.0, pxe, tftp, http, net, normal, configfile, echo, test,\n\
+             \x20         sleep, halt, reboot]\n\
+             outputs: [images/core-usb-i386-pc.img, images/grub-pxe.0, usr/lib/grub/i386-pc/boot.img]\n",
             mkimage(
                 "(hd0,gpt2)/boot/grub",
                 "images/core-usb-i386-pc.img",
@@ -824,6 +839,66 @@ fn a_syslinux_pxe_bundle_boots_bios_clients_to_the_chain_url() {
     assert!(
         server.requests().iter().any(|r| r == "/pxelinux/fleet.cfg"),
         "lpxelinux did not fetch the chain URL; requests {:?}\nserial:\n{}",
+        server.requests(),
+        run.serial
+    );
+}
+
+#[test]
+fn a_grub_pxe_bundle_boots_bios_clients_to_the_chain_url() {
+    let env = Env::new();
+    grubpc_recipe(&env);
+    let profile = write_profile(
+        &env,
+        "grubpc",
+        "loaders:\n  bios: grub\n  uefi-x64: none\n  uefi-arm64: none\n\
+         files:\n  grub-pxe.0: ../grubpc.yaml:images/grub-pxe.0\n",
+    );
+    let server = HttpServer::start("echo bootforge-test: grub config served\nhalt\n");
+    package(&env, "pxe-bundle", &profile, &server.guest_url("grub.cfg"));
+    let unpacked = env.path().join("unpacked");
+    fs::create_dir(&unpacked).unwrap();
+    run_tool(
+        &unpacked,
+        "tar",
+        &[
+            "-xzf",
+            env.path().join("out/pxe-bundle.tar.gz").to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let conf = fs::read_to_string(unpacked.join("dhcp/dnsmasq.conf")).unwrap();
+    assert!(
+        conf.contains("dhcp-boot=tag:!ipxe,tag:bios,grub-pxe.0"),
+        "{conf}"
+    );
+
+    let netdev = format!("user,id=n0,tftp={},bootfile=grub-pxe.0", unpacked.display());
+    let asked = || {
+        server
+            .requests()
+            .iter()
+            .any(|r| r == "/grub.cfg?mac=52:54:00:12:34:56")
+    };
+    let run = qemu_until(
+        "x86_64",
+        &[
+            "-m",
+            "256",
+            "-boot",
+            "n",
+            "-netdev",
+            &netdev,
+            "-device",
+            "e1000,netdev=n0",
+        ],
+        env.path(),
+        Duration::from_secs(120),
+        asked,
+    );
+    assert!(
+        asked(),
+        "GRUB did not chain; requests {:?}\nserial:\n{}",
         server.requests(),
         run.serial
     );

@@ -24,6 +24,7 @@ fn default_source(role: &str) -> Option<(&'static str, &'static str)> {
         "grubx64.efi" => ("grub", "images/grubx64.efi"),
         "grub-boot.img" => ("grub", "build-i386-pc/grub-core/boot.img"),
         "grub-core-usb.img" => ("grub", "images/core-usb-i386-pc.img"),
+        "grub-pxe.0" => ("grub", "images/grub-pxe.0"),
         "isolinux.bin" => ("syslinux", "bios/core/isolinux.bin"),
         "ldlinux.c32" => ("syslinux", "bios/com32/elflink/ldlinux/ldlinux.c32"),
         "isohdpfx.bin" => ("syslinux", "bios/mbr/isohdpfx.bin"),

@@ -166,12 +166,11 @@ pub fn package(
     vars.extend(sets.iter().cloned());
     let loaders = &profile.profile.loaders;
     let where_ = profile.path.display();
-    if loaders.bios == Loader::Grub {
-        // GRUB's i386-pc PXE image reached its prompt without reading its config from TFTP
-        // in our tries (prefixes (tftp), (pxe), (tftp,SERVER)); not offered until it works.
+    if loaders.bios == Loader::Grub && target != Target::PxeBundle {
         bail!(
-            "{where_}: loaders.bios: grub is not supported yet (GRUB boots BIOS only from the \
-             usb-img, where iPXE follows it); use ipxe, syslinux (pxe-bundle) or none"
+            "{where_}: loaders.bios: grub chains over the network, so it is for pxe-bundle; {} \
+             boots BIOS through iPXE",
+            target.name()
         );
     }
     if matches!(loaders.uefi_arm64, Loader::Grub | Loader::Syslinux) {
@@ -400,7 +399,17 @@ impl Assembly<'_, '_> {
                     .add_bytes(self.store, "pxelinux.cfg/default", cfg.as_bytes())?;
                 "lpxelinux.0"
             }
-            Loader::Grub | Loader::None => "",
+            Loader::Grub => {
+                // GRUB's i386-pc-pxe image reads its config from the TFTP server it came
+                // from: the same rendered config the EFI image embeds.
+                self.layout
+                    .add("grub-pxe.0", &self.inputs.file("grub-pxe.0")?);
+                let cfg = template::render(&self.profile.template("grub.cfg.j2"), self.vars)?;
+                self.layout
+                    .add_bytes(self.store, "boot/grub/grub.cfg", cfg.as_bytes())?;
+                "grub-pxe.0"
+            }
+            Loader::None => "",
         };
         match loaders.uefi_x64 {
             Loader::Ipxe => {
