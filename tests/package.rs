@@ -53,6 +53,29 @@ fn package(env: &Env, target: &str, profile: &str, url: &str) -> serde_json::Val
     .json()
 }
 
+/// Packages `target` into `out/` and checks the file there is the one the report names.
+fn packaged(env: &Env, target: &str, profile: &str, url: &str, file: &str) -> std::path::PathBuf {
+    let report = package(env, target, profile, url);
+    let path = env.path().join("out").join(file);
+    assert_eq!(
+        report["sha256"].as_str().unwrap(),
+        format!("sha256:{}", common::sha256_hex(&fs::read(&path).unwrap()))
+    );
+    path
+}
+
+/// A server for media whose BIOS path is iPXE (asks with `platform=`, gets a script that
+/// powers off) and UEFI path is GRUB (asks with only the MAC, gets a config that halts).
+fn ipxe_and_grub_server() -> HttpServer {
+    HttpServer::start_with(|path| {
+        if path.contains("platform=") {
+            "#!ipxe\necho bootforge-test: ipxe script served\npoweroff\n".into()
+        } else {
+            "echo bootforge-test: grub config served\nhalt\n".into()
+        }
+    })
+}
+
 fn run_tool(dir: &Path, program: &str, args: &[&str]) -> Run {
     Command::new(program)
         .args(args)
@@ -293,21 +316,9 @@ fn iso_profile(env: &Env) -> String {
 fn the_iso_reads_back_and_boots_as_cd_and_disk_under_seabios_and_ovmf() {
     let env = Env::new();
     let profile = iso_profile(&env);
-    // iPXE asks with platform=...; GRUB's configfile request has only the mac.
-    let server = HttpServer::start_with(|path| {
-        if path.contains("platform=") {
-            "#!ipxe\necho bootforge-test: ipxe script served\npoweroff\n".into()
-        } else {
-            "echo bootforge-test: grub config served\nhalt\n".into()
-        }
-    });
+    let server = ipxe_and_grub_server();
     let url = server.guest_url("boot");
-    let report = package(&env, "iso", &profile, &url);
-    let iso = env.path().join("out/bootforge.iso");
-    assert_eq!(
-        report["sha256"].as_str().unwrap(),
-        format!("sha256:{}", common::sha256_hex(&fs::read(&iso).unwrap()))
-    );
+    let iso = packaged(&env, "iso", &profile, &url, "bootforge.iso");
     let iso_s = iso.to_str().unwrap();
 
     // xorriso sees both El Torito entries; sfdisk sees the GPT with its ESP.
@@ -641,21 +652,10 @@ fn usb_profile(env: &Env) -> String {
 fn the_usb_image_is_a_gpt_disk_that_boots_under_seabios_and_ovmf() {
     let env = Env::new();
     let profile = usb_profile(&env);
-    let server = HttpServer::start_with(|path| {
-        if path.contains("platform=") {
-            "#!ipxe\necho bootforge-test: ipxe script served\npoweroff\n".into()
-        } else {
-            "echo bootforge-test: grub config served\nhalt\n".into()
-        }
-    });
+    let server = ipxe_and_grub_server();
     let url = server.guest_url("boot");
-    let report = package(&env, "usb-img", &profile, &url);
-    let img = env.path().join("out/bootforge-usb.img");
+    let img = packaged(&env, "usb-img", &profile, &url, "bootforge-usb.img");
     let img_s = img.to_str().unwrap();
-    assert_eq!(
-        report["sha256"].as_str().unwrap(),
-        format!("sha256:{}", common::sha256_hex(&fs::read(&img).unwrap()))
-    );
 
     let table = run_tool(env.path(), "sfdisk", &["-d", img_s]).ok();
     assert!(table.stdout.contains("label: gpt"), "{table}");
