@@ -21,7 +21,7 @@ mod digest;
 mod maintenance;
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -171,7 +171,7 @@ impl Store {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut tmp = NamedTempFile::new_in(dir)
             .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-        io::copy(&mut self.open_blob(d)?, &mut tmp)
+        copy_sparse(&mut self.open_blob(d)?, tmp.as_file_mut())
             .with_context(|| format!("copying {d} to {}", dest.display()))?;
         if let Some(mode) = mode {
             use std::os::unix::fs::PermissionsExt;
@@ -273,6 +273,34 @@ impl Store {
     }
 }
 
+/// Copies `r` into `f`, seeking over all-zero MiB blocks instead of writing them, so disk
+/// images keep their holes (a 64 MiB boot partition is mostly empty). Returns the length.
+fn copy_sparse(r: &mut impl Read, f: &mut File) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            match r.read(&mut buf[n..])? {
+                0 => break,
+                m => n += m,
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().all(|&b| b == 0) {
+            f.seek(io::SeekFrom::Current(n as i64))?;
+        } else {
+            f.write_all(&buf[..n])?;
+        }
+        len += n as u64;
+    }
+    // A trailing hole needs the length set explicitly.
+    f.set_len(len)?;
+    Ok(len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,6 +330,25 @@ mod tests {
                 .unwrap()
                 .count(),
             0
+        );
+    }
+
+    #[test]
+    fn exports_keep_zero_blocks_as_holes_and_bytes_exact() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let mut data = vec![0u8; 8 << 20];
+        data[3 << 20] = 1;
+        data.extend_from_slice(b"tail");
+        let s = store.put_bytes(&data).unwrap();
+        let dest = dir.path().join("x.img");
+        store.export_blob(&s.digest, &dest, None).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), data);
+        let allocated = fs::metadata(&dest).unwrap().blocks() * 512;
+        assert!(
+            allocated < (4 << 20),
+            "{allocated} bytes allocated for an 8 MiB mostly-zero file"
         );
     }
 
