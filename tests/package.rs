@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::boot::{HttpServer, ovmf_pxe, qemu, qemu_until};
+use common::boot::{HttpServer, ovmf_pxe, qemu, qemu_until, seabios_pxe};
 use common::{Env, Run, root};
 
 /// Writes a media profile into the test's recipes directory, using the repository's
@@ -76,6 +76,15 @@ fn ipxe_and_grub_server() -> HttpServer {
     })
 }
 
+/// Unpacks `out/pxe-bundle.tar.gz` with tar into `unpacked/`, a TFTP root.
+fn unpack_bundle(env: &Env) -> std::path::PathBuf {
+    let unpacked = env.path().join("unpacked");
+    fs::create_dir(&unpacked).unwrap();
+    let bundle = env.path().join("out/pxe-bundle.tar.gz");
+    run_tool(&unpacked, "tar", &["-xzf", bundle.to_str().unwrap()]).ok();
+    unpacked
+}
+
 fn run_tool(dir: &Path, program: &str, args: &[&str]) -> Run {
     Command::new(program)
         .args(args)
@@ -131,9 +140,7 @@ fn the_pxe_bundle_reads_back_and_boots_uefi_through_grub() {
         );
     }
 
-    let unpacked = env.path().join("unpacked");
-    fs::create_dir(&unpacked).unwrap();
-    run_tool(&unpacked, "tar", &["-xzf", bundle.to_str().unwrap()]).ok();
+    let unpacked = unpack_bundle(&env);
     run_tool(&unpacked, "sha256sum", &["-c", "SHA256SUMS"]).ok();
     let dnsmasq = run_tool(&unpacked, "dnsmasq", &["--test", "-C", "dhcp/dnsmasq.conf"]).ok();
     assert!(dnsmasq.stderr.contains("syntax check OK"), "{dnsmasq}");
@@ -797,17 +804,7 @@ fn a_syslinux_pxe_bundle_boots_bios_clients_to_the_chain_url() {
         &profile,
         &server.guest_url("pxelinux/fleet.cfg"),
     );
-    let unpacked = env.path().join("unpacked");
-    fs::create_dir(&unpacked).unwrap();
-    run_tool(
-        &unpacked,
-        "tar",
-        &[
-            "-xzf",
-            env.path().join("out/pxe-bundle.tar.gz").to_str().unwrap(),
-        ],
-    )
-    .ok();
+    let unpacked = unpack_bundle(&env);
     let conf = fs::read_to_string(unpacked.join("dhcp/dnsmasq.conf")).unwrap();
     assert!(
         conf.contains("dhcp-boot=tag:!ipxe,tag:bios,lpxelinux.0"),
@@ -816,26 +813,9 @@ fn a_syslinux_pxe_bundle_boots_bios_clients_to_the_chain_url() {
     let cfg = fs::read_to_string(unpacked.join("pxelinux.cfg/default")).unwrap();
     assert!(cfg.contains("CONFIG http://10.0.2.2:"), "{cfg}");
 
-    let netdev = format!(
-        "user,id=n0,tftp={},bootfile=lpxelinux.0",
-        unpacked.display()
-    );
-    let run = qemu_until(
-        "x86_64",
-        &[
-            "-m",
-            "256",
-            "-boot",
-            "n",
-            "-netdev",
-            &netdev,
-            "-device",
-            "e1000,netdev=n0",
-        ],
-        env.path(),
-        Duration::from_secs(120),
-        || server.requests().iter().any(|r| r == "/pxelinux/fleet.cfg"),
-    );
+    let run = seabios_pxe(&unpacked, "lpxelinux.0", env.path(), || {
+        server.requests().iter().any(|r| r == "/pxelinux/fleet.cfg")
+    });
     assert!(
         server.requests().iter().any(|r| r == "/pxelinux/fleet.cfg"),
         "lpxelinux did not fetch the chain URL; requests {:?}\nserial:\n{}",
@@ -856,46 +836,20 @@ fn a_grub_pxe_bundle_boots_bios_clients_to_the_chain_url() {
     );
     let server = HttpServer::start("echo bootforge-test: grub config served\nhalt\n");
     package(&env, "pxe-bundle", &profile, &server.guest_url("grub.cfg"));
-    let unpacked = env.path().join("unpacked");
-    fs::create_dir(&unpacked).unwrap();
-    run_tool(
-        &unpacked,
-        "tar",
-        &[
-            "-xzf",
-            env.path().join("out/pxe-bundle.tar.gz").to_str().unwrap(),
-        ],
-    )
-    .ok();
+    let unpacked = unpack_bundle(&env);
     let conf = fs::read_to_string(unpacked.join("dhcp/dnsmasq.conf")).unwrap();
     assert!(
         conf.contains("dhcp-boot=tag:!ipxe,tag:bios,grub-pxe.0"),
         "{conf}"
     );
 
-    let netdev = format!("user,id=n0,tftp={},bootfile=grub-pxe.0", unpacked.display());
     let asked = || {
         server
             .requests()
             .iter()
             .any(|r| r == "/grub.cfg?mac=52:54:00:12:34:56")
     };
-    let run = qemu_until(
-        "x86_64",
-        &[
-            "-m",
-            "256",
-            "-boot",
-            "n",
-            "-netdev",
-            &netdev,
-            "-device",
-            "e1000,netdev=n0",
-        ],
-        env.path(),
-        Duration::from_secs(120),
-        asked,
-    );
+    let run = seabios_pxe(&unpacked, "grub-pxe.0", env.path(), asked);
     assert!(
         asked(),
         "GRUB did not chain; requests {:?}\nserial:\n{}",

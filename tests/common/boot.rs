@@ -149,3 +149,32 @@ pub fn ovmf_pxe(tftp_root: &Path, bootfile: &str, dir: &Path) -> QemuRun {
         Duration::from_secs(120),
     )
 }
+
+/// PXE-boots a BIOS client (SeaBIOS, e1000) with `tftp_root` as QEMU's TFTP root until `done`.
+pub fn seabios_pxe(
+    tftp_root: &Path,
+    bootfile: &str,
+    dir: &Path,
+    done: impl Fn() -> bool,
+) -> QemuRun {
+    let netdev = format!(
+        "user,id=n0,tftp={},bootfile={bootfile}",
+        tftp_root.display()
+    );
+    qemu_until(
+        "x86_64",
+        &[
+            "-m",
+            "256",
+            "-boot",
+            "n",
+            "-netdev",
+            &netdev,
+            "-device",
+            "e1000,netdev=n0",
+        ],
+        dir,
+        Duration::from_secs(120),
+        done,
+    )
+}
