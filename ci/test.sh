@@ -19,6 +19,14 @@ for pkg in grub-efi-amd64-bin grub-pc-bin isolinux syslinux-common pxelinux ipxe
   fi
 done
 
+# A real S3 server for the publish tests (s3s-fs: SigV4 auth, multipart). Compiled once
+# (about 5 minutes) into a cache outside the checkout, so later runs on the machine skip it.
+tools="${BOOTFORGE_TOOLS:-$HOME/.cache/bootforge/tools}"
+if [ ! -x "$tools/bin/s3s-fs" ]; then
+  cargo install --locked --quiet s3s-fs@0.14.1 --features binary --root "$tools"
+fi
+export S3S_FS="$tools/bin/s3s-fs"
+
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked

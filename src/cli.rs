@@ -11,7 +11,13 @@ use serde::Serialize;
 use crate::build::executor::{Executor, ExecutorKind};
 use crate::build::{self, BuildReport, Request, Settings, elapsed};
 use crate::config::{self, ConfigFile};
+use crate::fetch;
+use crate::flash;
 use crate::package;
+use crate::publish;
+use crate::publish::location::Location;
+use crate::publish::progress::human_bytes;
+use crate::publish::sign::{self, Signer};
 use crate::recipe::toolchain::LoadedSpec;
 use crate::recipe::{self, LoadedRecipe, Source};
 use crate::source::Mirrors;
@@ -116,6 +122,71 @@ enum Command {
     Cache {
         #[command(subcommand)]
         command: CacheCommand,
+    },
+    /// Upload what the last builds and packages produced to a bucket and point a channel at
+    /// it; or, with --manifest, point a channel at an existing manifest (promote).
+    Publish {
+        /// The bucket and prefix, s3://BUCKET[/PREFIX]. Credentials, region and endpoint come
+        /// from the AWS chain (AWS_* environment, profiles, AWS_ENDPOINT_URL).
+        #[arg(long, value_name = "S3_URL", value_parser = Location::parse)]
+        to: Location,
+        /// The channel to point at the release, e.g. nightly or stable.
+        #[arg(long)]
+        channel: String,
+        /// Promote this manifest (sha256:<hex>, as `ls` shows) instead of publishing.
+        #[arg(long, value_name = "DIGEST", value_parser = Digest::parse)]
+        manifest: Option<Digest>,
+        /// Sign the manifest and SHA256SUMS with this minisign secret key.
+        #[arg(long, env = "BOOTFORGE_SIGN_KEY", value_name = "KEY")]
+        sign: Option<PathBuf>,
+        /// Base URL anonymous readers reach the prefix at (for os_list.json) [default: derived
+        /// from the endpoint].
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
+        /// Requests in flight at once (blobs and multipart parts).
+        #[arg(long, default_value_t = 8, value_name = "N")]
+        parallel: usize,
+    },
+    /// Download an artifact (by name, package target, or sha256:<hex>), verified, resumable.
+    Fetch {
+        /// An artifact name (bootforge.iso, ipxe/ipxe.efi), a package target (rpi-img) or
+        /// sha256:<hex>.
+        what: String,
+        /// s3://BUCKET[/PREFIX] or https://HOST[/PATH].
+        #[arg(long, value_name = "URL", value_parser = Location::parse)]
+        from: Location,
+        /// The channel to look the name up in.
+        #[arg(long)]
+        channel: Option<String>,
+        /// Where to write it [default: the artifact's file name, here].
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Check the manifest's (or SHA256SUMS's) minisign signature with this public key.
+        #[arg(long, value_name = "PUB")]
+        verify_key: Option<PathBuf>,
+    },
+    /// List a published store's channels, manifests and blobs with sizes and dates.
+    Ls {
+        /// s3://BUCKET[/PREFIX] or https://HOST[/PATH] (HTTPS shows channels only).
+        #[arg(long, value_name = "URL", value_parser = Location::parse)]
+        from: Location,
+    },
+    /// Make a minisign key pair for signing publishes: BASE.key (secret) and BASE.pub.
+    Keygen {
+        /// Path without extension.
+        #[arg(long, default_value = "bootforge", value_name = "BASE")]
+        out: PathBuf,
+    },
+    /// Write an image to a USB stick or SD card (or a file), sync, read back and compare.
+    Flash {
+        /// The image file to write.
+        image: PathBuf,
+        /// The block device (e.g. /dev/sdX) or file to write to.
+        #[arg(long, value_name = "PATH")]
+        device: PathBuf,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
     },
 }
 
@@ -225,6 +296,17 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Ctx::new(&cli.global)?;
+    if matches!(
+        cli.command,
+        Command::Publish { .. } | Command::Fetch { .. } | Command::Ls { .. }
+    ) {
+        // main() restores SIGPIPE's default for `| head`; but a server that resets a
+        // connection mid-upload must give an error to retry, not kill the process.
+        // SAFETY: setting a signal disposition; no handler runs.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+    }
     match cli.command {
         Command::Build { sel, check, out } => cmd_build(&ctx, &sel, check, out.as_deref()),
         Command::Plan { sel } => cmd_plan(&ctx, &sel),
@@ -249,6 +331,46 @@ fn run(cli: Cli) -> Result<ExitCode> {
             CacheCommand::Verify => cmd_verify(&ctx),
             CacheCommand::Gc => cmd_gc(&ctx),
         },
+        Command::Flash { image, device, yes } => cmd_flash(&ctx, &image, &device, yes),
+        Command::Publish {
+            to,
+            channel,
+            manifest,
+            sign,
+            public_url,
+            parallel,
+        } => {
+            let signer = sign.as_deref().map(Signer::load).transpose()?;
+            cmd_publish(
+                &ctx,
+                &publish::Request {
+                    to: &to,
+                    channel: &channel,
+                    manifest,
+                    signer: signer.as_ref(),
+                    public_url,
+                    parallel,
+                },
+            )
+        }
+        Command::Fetch {
+            what,
+            from,
+            channel,
+            out,
+            verify_key,
+        } => cmd_fetch(
+            &ctx,
+            &fetch::Request {
+                what: &what,
+                from: &from,
+                channel: channel.as_deref(),
+                out: out.as_deref(),
+                verify_key: verify_key.as_deref(),
+            },
+        ),
+        Command::Ls { from } => cmd_remote_ls(&ctx, &from),
+        Command::Keygen { out } => cmd_keygen(&ctx, &out),
     }
 }
 
@@ -542,6 +664,126 @@ fn cmd_gc(ctx: &Ctx) -> Result<ExitCode> {
             report.bytes_removed,
             report.temp_entries_removed,
             report.blobs_kept
+        );
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_publish(ctx: &Ctx, req: &publish::Request) -> Result<ExitCode> {
+    let r = publish::publish(&ctx.settings.store, req)?;
+    ctx.print(&r, || {
+        println!(
+            "{} → {}/{} (manifest {}){}",
+            r.channel,
+            r.to,
+            publish::release::keys::manifest(&r.manifest),
+            r.manifest,
+            match (r.channel_changed, r.previous) {
+                (false, _) => ", unchanged".to_owned(),
+                (true, Some(p)) => format!(", was {}", p.short(12)),
+                (true, None) => ", new channel".to_owned(),
+            }
+        );
+        for a in &r.artifacts {
+            println!("  {:<40} {}  {} bytes", a.name, a.sha256, a.size);
+        }
+        println!(
+            "uploaded {} objects ({}), {} already there ({}); {} multipart parts; {}",
+            r.uploaded.objects,
+            human_bytes(r.uploaded.bytes),
+            r.skipped.objects,
+            human_bytes(r.skipped.bytes),
+            r.multipart_parts,
+            elapsed(std::time::Duration::from_millis(r.duration_ms))
+        );
+        println!("public URL: {}/index.json", r.public_url);
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_fetch(ctx: &Ctx, req: &fetch::Request) -> Result<ExitCode> {
+    let r = fetch::fetch(req)?;
+    ctx.print(&r, || {
+        let how = if r.up_to_date {
+            "already up to date".to_owned()
+        } else if r.resumed_from > 0 {
+            format!("resumed at byte {}", r.resumed_from)
+        } else {
+            "downloaded".to_owned()
+        };
+        let signed = if r.signature_verified {
+            ", signature good"
+        } else {
+            ""
+        };
+        println!(
+            "{}  {} ({} bytes, {how}, sha256 verified{signed})",
+            r.sha256,
+            r.path.display(),
+            r.size
+        );
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_remote_ls(ctx: &Ctx, from: &Location) -> Result<ExitCode> {
+    let l = fetch::ls(from)?;
+    ctx.print(&l, || {
+        println!("{}", l.location);
+        if l.channels.is_empty() {
+            println!("no channels");
+        }
+        for c in &l.channels {
+            println!(
+                "channel {} → {} (updated {})",
+                c.name, c.manifest, c.updated
+            );
+            for a in &c.artifacts {
+                println!("  {:<40} {}  {:>10}", a.name, a.sha256, human_bytes(a.size));
+            }
+        }
+        let rows = |title: &str, items: &Option<Vec<fetch::ObjectListing>>| {
+            if let Some(items) = items {
+                let total: u64 = items.iter().map(|o| o.size).sum();
+                println!("{title}: {} ({})", items.len(), human_bytes(total));
+                for o in items {
+                    println!(
+                        "  {}  {:>10}  {}  {}",
+                        o.sha256,
+                        human_bytes(o.size),
+                        o.modified.as_deref().unwrap_or("-"),
+                        o.used_by.join(", ")
+                    );
+                }
+            }
+        };
+        rows("manifests", &l.manifests);
+        rows("blobs", &l.blobs);
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_keygen(ctx: &Ctx, base: &Path) -> Result<ExitCode> {
+    let (key, public, pk) = sign::keygen(base)?;
+    ctx.print(
+        &serde_json::json!({ "secret_key": key, "public_key": public, "public_key_base64": pk }),
+        || {
+            println!("secret key: {} (keep it secret; mode 0600)", key.display());
+            println!("public key: {}", public.display());
+            println!("verify with: minisign -Vm SHA256SUMS -P {pk}");
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_flash(ctx: &Ctx, image: &Path, device: &Path, yes: bool) -> Result<ExitCode> {
+    let report = flash::flash(image, device, yes)?;
+    ctx.print(&report, || {
+        println!(
+            "wrote {} bytes to {}, read back: sha256 {} matches",
+            report.bytes,
+            report.device.display(),
+            report.sha256
         );
     })?;
     Ok(ExitCode::SUCCESS)

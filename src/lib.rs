@@ -3,13 +3,18 @@
 //! The pipeline runs one way, each stage a module that uses only the ones before it:
 //! [`recipe`] (parse and validate) → [`source`] (pinned sources) → [`build`] (action keys,
 //! steps in pinned containers) → [`store`] (blobs by sha256, action cache) → [`package`]
-//! (chainload scripts written into built binaries). [`cli`] only
+//! (media, chainload scripts written into built binaries) → [`publish`] (a bucket: blobs,
+//! release manifests, channels, views) → [`fetch`] and [`flash`] (verified downloads, and
+//! writing them to a device). [`cli`] only
 //! parses arguments and calls the stages; [`config`] merges flags, environment and file.
 
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod fetch;
+pub mod flash;
 pub mod package;
+pub mod publish;
 pub mod recipe;
 pub mod source;
 pub mod store;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::recipe::{LoadedRecipe, expand};
 use crate::source::{self, Mirrors, SourceIdentity};
-use crate::store::{Digest, Store};
+use crate::store::{Digest, Produced, ProducedFile, Store};
 use executor::{Executor, StepCommand};
 pub use key::{KeyInputs, SCHEMA};
 use toolchain::{Toolchain, Unresolved};
@@ -331,6 +331,7 @@ pub fn build(settings: &Settings, recipe: &LoadedRecipe, req: &Request) -> Resul
     if !req.check
         && let Some(entry) = cached_entry(store, &key)?
     {
+        record_latest(store, &entry)?;
         return Ok(report(entry, true, 0, start, None));
     }
     let _action_lock = store.lock_named(&format!("action-{key}"))?;
@@ -339,6 +340,7 @@ pub fn build(settings: &Settings, recipe: &LoadedRecipe, req: &Request) -> Resul
     if !req.check
         && let Some(entry) = existing
     {
+        record_latest(store, &entry)?;
         return Ok(report(entry, true, 0, start, None));
     }
 
@@ -380,7 +382,41 @@ pub fn build(settings: &Settings, recipe: &LoadedRecipe, req: &Request) -> Resul
         &format!("history/{}.json", recipe.name),
         &serde_json::json!({ "key": key }),
     )?;
+    record_latest(store, &entry)?;
     Ok(report(entry, false, started, start, checked_against))
+}
+
+/// Notes `entry` as what its recipe last produced, for `publish`; the entry itself becomes
+/// a blob so the published manifest can point at its provenance.
+fn record_latest(store: &Store, entry: &ActionEntry) -> Result<()> {
+    let provenance = store.put_bytes(&serde_json::to_vec_pretty(entry)?)?.digest;
+    store.record_latest(&Produced {
+        kind: "build".into(),
+        name: entry.recipe.clone(),
+        files: entry
+            .outputs
+            .iter()
+            .map(|o| ProducedFile {
+                name: format!("{}/{}", entry.recipe, o.name),
+                sha256: o.sha256,
+                size: o.size,
+                media_type: media_type(&o.name).into(),
+            })
+            .collect(),
+        provenance,
+        source_date_epoch: entry.provenance.source_date_epoch,
+    })
+}
+
+/// A media type for a build output, from its extension (EFI images have their own).
+fn media_type(name: &str) -> &'static str {
+    match Path::new(name).extension().and_then(|e| e.to_str()) {
+        Some("efi") => "application/efi",
+        Some("iso") => "application/vnd.efi.iso",
+        Some("img") => "application/vnd.efi.img",
+        Some("gz") => "application/gzip",
+        _ => "application/octet-stream",
+    }
 }
 
 fn report(

@@ -16,7 +16,7 @@ use super::rpi::write_rpi_img;
 use super::template;
 use super::usb::{UsbSpec, write_usb_img};
 use crate::build::Settings;
-use crate::store::{Digest, Store, Stored};
+use crate::store::{Digest, Produced, ProducedFile, Store, Stored};
 
 /// Bumped when the layout or encoding of a medium changes.
 const PACKAGE_SCHEMA: u32 = 1;
@@ -265,6 +265,7 @@ pub fn package(
         && store.has_blob(&done.manifest)
     {
         done.cached = true;
+        record_latest(store, &done, epoch)?;
         return Ok(done);
     }
 
@@ -358,7 +359,24 @@ pub fn package(
         cached: false,
     };
     store.write_json(&entry_path, &report)?;
+    record_latest(store, &report, epoch)?;
     Ok(report)
+}
+
+/// Notes `report` as what its target last produced, for `publish`.
+fn record_latest(store: &Store, report: &PackageReport, epoch: i64) -> Result<()> {
+    store.record_latest(&Produced {
+        kind: "package".into(),
+        name: report.target.name().into(),
+        files: vec![ProducedFile {
+            name: report.name.clone(),
+            sha256: report.sha256,
+            size: report.size,
+            media_type: report.media_type.clone(),
+        }],
+        provenance: report.manifest,
+        source_date_epoch: epoch,
+    })
 }
 
 /// What an ISO or USB disk needs besides its files.

@@ -1,7 +1,7 @@
 //! Listing, verifying and garbage-collecting a store.
 //!
 //! References are found generically: any string `sha256:<hex>` inside a root document
-//! (`actions/`, `toolchains/`, `channels/`) or inside a JSON blob reachable from one (a
+//! (`actions/`, `toolchains/`, `channels/`, `latest/`) or inside a JSON blob reachable from one (a
 //! manifest) keeps that blob alive. New document kinds therefore need no changes here.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::{Digest, Store, hash_reader};
 
-const ROOT_DIRS: [&str; 3] = ["actions", "toolchains", "channels"];
+const ROOT_DIRS: [&str; 4] = ["actions", "toolchains", "channels", "latest"];
 
 /// JSON blobs larger than this are not scanned for references (manifests are small).
 const MAX_SCANNED_BLOB: u64 = 4 << 20;

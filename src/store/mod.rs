@@ -9,6 +9,7 @@
 //! actions/<key>.json        build results by action key
 //! toolchains/<name>.json    built toolchain images
 //! history/<recipe>.json     the last action key per recipe, to explain cache misses
+//! latest/<kind>-<name>.json what the last build or package produced (what `publish` sends)
 //! git/<url-hash>.git        bare clones of git sources (a fetch cache, not content)
 //! tmp/                      temporary files, renamed into place when complete
 //! locks/                    advisory locks
@@ -18,6 +19,7 @@
 //! process killed halfway) never sees a partial blob or document.
 
 mod digest;
+mod latest;
 mod maintenance;
 
 use std::fs::{self, File};
@@ -30,6 +32,7 @@ use serde::de::DeserializeOwned;
 use tempfile::NamedTempFile;
 
 pub use digest::{Digest, Hasher, HashingWriter, VerifyingReader, hash_reader};
+pub use latest::{Produced, ProducedFile};
 pub use maintenance::{BlobInfo, GcReport, VerifyReport};
 
 /// A blob just written to the store.
@@ -61,6 +64,7 @@ impl Store {
             "actions",
             "toolchains",
             "history",
+            "latest",
             "git",
             "tmp",
             "locks",

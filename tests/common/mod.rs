@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod boot;
+pub mod media;
+pub mod s3;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -96,6 +98,20 @@ pub fn deb(name: &str) -> PathBuf {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The sha256 of everything `r` yields, streamed.
+pub fn sha256_reader(mut r: impl std::io::Read) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = r.read(&mut buf).unwrap();
+        if n == 0 {
+            return hex::encode(h.finalize());
+        }
+        h.update(&buf[..n]);
+    }
 }
 
 /// The result of one run of the binary.

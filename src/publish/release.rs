@@ -1,0 +1,228 @@
+//! What a published store holds, and where: the release manifest (one publish's set of
+//! artifacts, content-addressed), channel pointers, and the keys of both.
+//!
+//! ```text
+//! blobs/sha256/<hex>              artifacts and provenance documents, immutable
+//! manifests/<hex>.json(.minisig)  release manifests, named by their own sha256
+//! channels/<name>.json            the one mutable thing: channel → manifest
+//! index.json SHA256SUMS(.minisig) os_list.json   views, regenerated on every publish
+//! ```
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Digest, Produced};
+
+/// Bumped when the release manifest or channel format changes.
+pub const SCHEMA: u32 = 1;
+
+/// One artifact of a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    /// `bootforge.iso`, or `<recipe>/<output>` for build outputs.
+    pub name: String,
+    pub sha256: Digest,
+    pub size: u64,
+    pub media_type: String,
+    /// `build` or `package`.
+    pub kind: String,
+    /// The recipe or package target that made it (`ipxe`, `rpi-img`).
+    pub from: String,
+    /// A JSON blob saying how it was made: the action entry or the package manifest.
+    pub provenance: Digest,
+    pub source_date_epoch: i64,
+}
+
+/// A release manifest. It holds no publish time, so the same artifacts always give the same
+/// manifest bytes and digest, and republishing them changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    pub schema: u32,
+    pub kind: String,
+    pub artifacts: Vec<Artifact>,
+}
+
+impl Release {
+    /// The release made of everything in `produced`, in name order.
+    pub fn from_produced(produced: &[Produced]) -> Result<Release> {
+        if produced.is_empty() {
+            bail!(
+                "nothing to publish: the store has no build or package results yet; run \
+                 `bootforge package --target …` (or `build`) first, or promote an existing \
+                 manifest with --manifest sha256:…"
+            );
+        }
+        let mut artifacts: Vec<Artifact> = produced
+            .iter()
+            .flat_map(|p| {
+                p.files.iter().map(|f| Artifact {
+                    name: f.name.clone(),
+                    sha256: f.sha256,
+                    size: f.size,
+                    media_type: f.media_type.clone(),
+                    kind: p.kind.clone(),
+                    from: p.name.clone(),
+                    provenance: p.provenance,
+                    source_date_epoch: p.source_date_epoch,
+                })
+            })
+            .collect();
+        artifacts.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(w) = artifacts.windows(2).find(|w| w[0].name == w[1].name) {
+            bail!(
+                "two artifacts are both named `{}` ({} {} and {} {})",
+                w[0].name,
+                w[0].kind,
+                w[0].from,
+                w[1].kind,
+                w[1].from
+            );
+        }
+        Ok(Release {
+            schema: SCHEMA,
+            kind: "bootforge-release".into(),
+            artifacts,
+        })
+    }
+
+    /// The canonical bytes (pretty JSON, newline-terminated) and their digest.
+    pub fn encode(&self) -> Result<(Vec<u8>, Digest)> {
+        let mut bytes = serde_json::to_vec_pretty(self)?;
+        bytes.push(b'\n');
+        let d = Digest::of(&bytes);
+        Ok((bytes, d))
+    }
+
+    /// Parses a manifest fetched as `what`, checking it is the one asked for.
+    pub fn decode(bytes: &[u8], expected: &Digest, what: &str) -> Result<Release> {
+        let got = Digest::of(bytes);
+        if &got != expected {
+            bail!("{what}: content is {got}, not {expected}: the copy on the server is corrupt");
+        }
+        let r: Release = serde_json::from_slice(bytes)
+            .map_err(|e| anyhow::anyhow!("{what}: not a bootforge release manifest: {e}"))?;
+        if r.schema != SCHEMA {
+            bail!("{what}: manifest schema {} is not {SCHEMA}", r.schema);
+        }
+        Ok(r)
+    }
+
+    /// The artifact `what` names: its name, its file name, or the target that made it.
+    pub fn find(&self, what: &str) -> Option<&Artifact> {
+        self.artifacts
+            .iter()
+            .find(|a| a.name == what)
+            .or_else(|| {
+                self.artifacts
+                    .iter()
+                    .find(|a| a.kind == "package" && a.from == what)
+            })
+            .or_else(|| {
+                self.artifacts
+                    .iter()
+                    .find(|a| a.name.rsplit('/').next() == Some(what))
+            })
+    }
+}
+
+/// `channels/<name>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channel {
+    pub schema: u32,
+    pub channel: String,
+    pub manifest: Digest,
+    /// RFC 3339, UTC.
+    pub updated: String,
+    /// What the channel pointed to before, for a quick rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Digest>,
+}
+
+/// Checks a channel name: it becomes a key and a file name.
+pub fn check_channel(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(&c));
+    if !ok {
+        bail!(
+            "bad channel name `{name}`: use 1-64 characters of a-z, 0-9, '.', '_', '-', \
+             starting with a letter or digit"
+        );
+    }
+    Ok(())
+}
+
+/// Keys inside a published store.
+pub mod keys {
+    use crate::store::Digest;
+
+    pub fn blob(d: &Digest) -> String {
+        format!("blobs/sha256/{}", d.hex())
+    }
+    pub fn manifest(d: &Digest) -> String {
+        format!("manifests/{}.json", d.hex())
+    }
+    pub fn channel(name: &str) -> String {
+        format!("channels/{name}.json")
+    }
+    pub const INDEX: &str = "index.json";
+    pub const SUMS: &str = "SHA256SUMS";
+    pub const OS_LIST: &str = "os_list.json";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ProducedFile;
+
+    fn produced(kind: &str, name: &str, file: &str) -> Produced {
+        Produced {
+            kind: kind.into(),
+            name: name.into(),
+            files: vec![ProducedFile {
+                name: file.into(),
+                sha256: Digest::of(file.as_bytes()),
+                size: 1,
+                media_type: "application/octet-stream".into(),
+            }],
+            provenance: Digest::of(b"p"),
+            source_date_epoch: 1,
+        }
+    }
+
+    #[test]
+    fn same_inputs_same_manifest_and_lookup_by_target() {
+        let a = [
+            produced("package", "rpi-img", "bootforge-rpi4.img"),
+            produced("build", "ipxe", "ipxe/ipxe.efi"),
+        ];
+        let mut b = a.clone();
+        b.reverse();
+        let (ra, rb) = (
+            Release::from_produced(&a).unwrap(),
+            Release::from_produced(&b).unwrap(),
+        );
+        assert_eq!(ra.encode().unwrap(), rb.encode().unwrap());
+        assert_eq!(ra.find("rpi-img").unwrap().name, "bootforge-rpi4.img");
+        assert_eq!(ra.find("ipxe.efi").unwrap().name, "ipxe/ipxe.efi");
+        assert!(ra.find("nope").is_none());
+        let (bytes, d) = ra.encode().unwrap();
+        assert_eq!(Release::decode(&bytes, &d, "m").unwrap(), ra);
+        let e = Release::decode(b"{}", &d, "m").unwrap_err().to_string();
+        assert!(e.contains("corrupt"), "{e}");
+    }
+
+    #[test]
+    fn channel_names() {
+        check_channel("nightly").unwrap();
+        check_channel("v1.2-rc_1").unwrap();
+        for bad in ["", "Nightly", "../x", "a/b", "-x"] {
+            assert!(check_channel(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! An S3 bucket (AWS, Garage, MinIO, s3s ...) as a published store, through the AWS SDK and
+//! the standard configuration chain: environment, profiles, `AWS_ENDPOINT_URL`.
+
+use std::fmt::Display;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use aws_config::BehaviorVersion;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use tokio::sync::Semaphore;
+
+use super::progress::Progress;
+
+/// Parts of a multipart upload; S3 needs at least 5 MiB for all but the last.
+pub const PART_SIZE: u64 = 8 << 20;
+/// Blobs larger than this go up in parts.
+pub const MULTIPART_THRESHOLD: u64 = 16 << 20;
+
+/// One object as listed.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// The key relative to the location's prefix.
+    pub rel: String,
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub modified: Option<i64>,
+}
+
+/// How an object is stored: what HTTP clients and caches are told about it.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectKind<'a> {
+    pub content_type: &'a str,
+    /// Blobs never change; pointers and views must be revalidated.
+    pub immutable: bool,
+}
+
+impl ObjectKind<'_> {
+    fn cache_control(&self) -> &'static str {
+        if self.immutable {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        }
+    }
+}
+
+/// A connected bucket, with the prefix everything lives under.
+#[derive(Clone)]
+pub struct Bucket {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    /// What errors call the server: the endpoint URL, or "AWS S3 (REGION)".
+    server: String,
+    /// Where anonymous HTTPS readers find the prefix (for `os_list.json` URLs).
+    public_base: String,
+}
+
+impl Bucket {
+    /// Loads the AWS configuration chain and checks that the bucket exists and is reachable,
+    /// so a wrong endpoint, credential or bucket name fails before anything is sent.
+    pub async fn connect(bucket: &str, prefix: &str) -> Result<Bucket> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(RegionProviderChain::default_provider().or_else("us-east-1"))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .read_timeout(Duration::from_secs(120))
+                    .build(),
+            );
+        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
+            loader = loader.retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(5)
+                    .with_initial_backoff(Duration::from_millis(500)),
+            );
+        }
+        let shared = loader.load().await;
+        let endpoint = shared.endpoint_url().map(str::to_owned);
+        let region = shared
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "us-east-1".into());
+        // Self-hosted servers are addressed by path; virtual hosts need DNS they rarely have.
+        let path_style = match std::env::var("BOOTFORGE_S3_PATH_STYLE").ok().as_deref() {
+            Some("1" | "true") => true,
+            Some("0" | "false") => false,
+            _ => endpoint.is_some(),
+        };
+        let config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(path_style)
+            // Older and self-hosted servers reject the SDK's default aws-chunked trailers;
+            // integrity is ours to check anyway (every fetch verifies sha256).
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .build();
+        let server = endpoint
+            .clone()
+            .unwrap_or_else(|| format!("AWS S3 ({region})"));
+        let key_base = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("/{prefix}")
+        };
+        let public_base = match &endpoint {
+            Some(e) if path_style => format!("{}/{bucket}{key_base}", e.trim_end_matches('/')),
+            Some(e) => {
+                let (scheme, host) = e.split_once("://").unwrap_or(("https", e));
+                format!(
+                    "{scheme}://{bucket}.{}{key_base}",
+                    host.trim_end_matches('/')
+                )
+            }
+            None => format!("https://{bucket}.s3.{region}.amazonaws.com{key_base}"),
+        };
+        let b = Bucket {
+            client: Client::from_conf(config),
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+            server,
+            public_base,
+        };
+        b.probe().await?;
+        Ok(b)
+    }
+
+    /// The HTTPS URL the location's prefix is served at, for anonymous readers.
+    pub fn public_base(&self) -> &str {
+        &self.public_base
+    }
+
+    fn key(&self, rel: &str) -> String {
+        if self.prefix.is_empty() {
+            rel.to_owned()
+        } else {
+            format!("{}/{rel}", self.prefix)
+        }
+    }
+
+    fn url(&self, rel: &str) -> String {
+        format!("s3://{}/{}", self.bucket, self.key(rel))
+    }
+
+    async fn probe(&self) -> Result<()> {
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if status(&e) == Some(404) => Err(self.no_bucket()),
+            Err(e) => Err(self.explain(e, &format!("s3://{}", self.bucket))),
+        }
+    }
+
+    fn no_bucket(&self) -> anyhow::Error {
+        anyhow!(
+            "bucket `{}` does not exist on {} (create it first, e.g. `aws s3 mb s3://{}`)",
+            self.bucket,
+            self.server,
+            self.bucket
+        )
+    }
+
+    /// The object's size, or `None` when it does not exist.
+    pub async fn head(&self, rel: &str) -> Result<Option<u64>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.key(rel))
+            .send()
+            .await
+        {
+            Ok(o) => Ok(Some(o.content_length().unwrap_or(0).max(0) as u64)),
+            Err(e) if status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(self.explain(e, &self.url(rel))),
+        }
+    }
+
+    /// The whole object, or `None` when it does not exist.
+    pub async fn get(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(rel))
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e) if status(&e) == Some(404) => return Ok(None),
+            Err(e) => return Err(self.explain(e, &self.url(rel))),
+        };
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .with_context(|| format!("reading {}", self.url(rel)))?;
+        Ok(Some(bytes.to_vec()))
+    }
+
+    /// Streams the object from byte `offset` into `w`; returns the bytes written.
+    pub async fn download(&self, rel: &str, offset: u64, w: &mut dyn Write) -> Result<u64> {
+        let mut req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(rel));
+        if offset > 0 {
+            req = req.range(format!("bytes={offset}-"));
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| self.explain(e, &self.url(rel)))?;
+        let mut body = out.body;
+        let mut n = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.with_context(|| format!("downloading {}", self.url(rel)))?;
+            w.write_all(&chunk)?;
+            n += chunk.len() as u64;
+        }
+        Ok(n)
+    }
+
+    /// Every object under `rel_prefix`, with keys relative to the location.
+    pub async fn list(&self, rel_prefix: &str) -> Result<Vec<Object>> {
+        let full = self.key(rel_prefix);
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&full)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.explain(e, &self.url(rel_prefix)))?;
+            for o in page.contents() {
+                let Some(key) = o.key() else { continue };
+                out.push(Object {
+                    rel: key.get(strip..).unwrap_or(key).to_owned(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    modified: o.last_modified().map(|t| t.secs()),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes a small object. With `create_only`, an object already there is left alone
+    /// (sent as `If-None-Match: *`; servers that ignore it overwrite identical bytes, which is
+    /// harmless for content-addressed keys). Returns whether it was written.
+    pub async fn put(
+        &self,
+        rel: &str,
+        bytes: Vec<u8>,
+        kind: ObjectKind<'_>,
+        create_only: bool,
+    ) -> Result<bool> {
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(rel))
+            .content_type(kind.content_type)
+            .cache_control(kind.cache_control())
+            .content_length(bytes.len() as i64)
+            .body(ByteStream::from(bytes));
+        if create_only {
+            req = req.if_none_match("*");
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if create_only && status(&e) == Some(412) => Ok(false),
+            Err(e) => Err(self.explain(e, &self.url(rel))),
+        }
+    }
+
+    /// Uploads a file in parts, up to the semaphore's permits at once, adding to `progress`.
+    /// A failed upload is aborted (best effort) so the server can free its parts.
+    pub async fn put_multipart(
+        &self,
+        rel: &str,
+        file: Arc<std::fs::File>,
+        size: u64,
+        kind: ObjectKind<'_>,
+        permits: Arc<Semaphore>,
+        progress: Arc<Progress>,
+    ) -> Result<usize> {
+        let key = self.key(rel);
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type(kind.content_type)
+            .cache_control(kind.cache_control())
+            .send()
+            .await
+            .map_err(|e| self.explain(e, &self.url(rel)))?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| anyhow!("{}: the server gave no upload id", self.url(rel)))?
+            .to_owned();
+        let result = self
+            .upload_parts(rel, &upload_id, file, size, permits, progress)
+            .await;
+        match result {
+            Ok(parts) => {
+                let n = parts.len();
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| self.explain(e, &self.url(rel)))?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_parts(
+        &self,
+        rel: &str,
+        upload_id: &str,
+        file: Arc<std::fs::File>,
+        size: u64,
+        permits: Arc<Semaphore>,
+        progress: Arc<Progress>,
+    ) -> Result<Vec<CompletedPart>> {
+        let count = size.div_ceil(PART_SIZE).max(1);
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..count {
+            // Taking the permit before reading bounds memory to permits × PART_SIZE.
+            let permit = permits.clone().acquire_owned().await?;
+            let (this, file, progress) = (self.clone(), file.clone(), progress.clone());
+            let (key, upload_id, url) = (self.key(rel), upload_id.to_owned(), self.url(rel));
+            tasks.spawn(async move {
+                let _permit = permit;
+                let offset = i * PART_SIZE;
+                let len = PART_SIZE.min(size - offset) as usize;
+                let data = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0u8; len];
+                    file.read_exact_at(&mut buf, offset).map(|_| buf)
+                })
+                .await??;
+                let number = (i + 1) as i32;
+                let out = this
+                    .client
+                    .upload_part()
+                    .bucket(&this.bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .content_length(len as i64)
+                    .body(ByteStream::from(data))
+                    .send()
+                    .await
+                    .map_err(|e| this.explain(e, &format!("{url} part {number}")))?;
+                progress.add(len as u64);
+                Ok::<_, anyhow::Error>(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(out.e_tag().map(str::to_owned))
+                        .build(),
+                )
+            });
+        }
+        let mut parts = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            match done? {
+                Ok(p) => parts.push(p),
+                Err(e) => {
+                    tasks.abort_all();
+                    return Err(e);
+                }
+            }
+        }
+        parts.sort_by_key(|p| p.part_number());
+        Ok(parts)
+    }
+
+    /// Turns an SDK error into one that says what to do about it.
+    fn explain<E>(&self, e: SdkError<E, HttpResponse>, what: &str) -> anyhow::Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let code = e.code().map(str::to_owned);
+        let status = status(&e);
+        let detail = DisplayErrorContext(&e);
+        match (code.as_deref(), status) {
+            (Some("NoSuchBucket"), _) => anyhow!(
+                "{what}: bucket `{}` does not exist on {}",
+                self.bucket,
+                self.server
+            ),
+            (Some(c @ ("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied")), _) => {
+                denied(what, &self.server, c)
+            }
+            (None, Some(403)) => denied(what, &self.server, "403 Forbidden"),
+            _ if matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)) => anyhow!(
+                "{what}: cannot reach {} after retries ({detail}); run the same command again \
+                 when it is back: finished work is skipped",
+                self.server
+            ),
+            _ => anyhow!("{what}: {detail}"),
+        }
+    }
+}
+
+fn denied(what: &str, server: &str, why: impl Display) -> anyhow::Error {
+    anyhow!(
+        "{what}: access denied by {server} ({why}): check the credentials \
+         (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and the bucket policy"
+    )
+}
+
+fn status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
+}

@@ -1,0 +1,300 @@
+//! A real S3 server (s3s-fs, real SigV4 auth) on 127.0.0.1 for one test, and the real `aws`
+//! CLI pointed at it.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{Env, Run};
+
+pub const BUCKET: &str = "bootforge";
+pub const ACCESS_KEY: &str = "bootforge-test";
+pub const SECRET_KEY: &str = "bootforge-test-secret";
+
+/// The s3s-fs binary: `S3S_FS`, else where `ci/test.sh` installs it, else on PATH.
+fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("S3S_FS") {
+        return p.into();
+    }
+    let cached = PathBuf::from(std::env::var("HOME").unwrap_or_default())
+        .join(".cache/bootforge/tools/bin/s3s-fs");
+    if cached.exists() {
+        return cached;
+    }
+    "s3s-fs".into()
+}
+
+/// A running server, killed on drop.
+pub struct S3Server {
+    child: Option<Child>,
+    pub port: u16,
+    /// The server's data directory: one folder per bucket.
+    pub data: PathBuf,
+}
+
+impl S3Server {
+    /// Starts a server storing under `env`'s directory, with the test bucket created.
+    pub fn start(env: &Env) -> S3Server {
+        let data = env.path().join("s3-data");
+        fs::create_dir_all(data.join(BUCKET)).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut s = S3Server {
+            child: None,
+            port,
+            data,
+        };
+        s.restart();
+        s
+    }
+
+    /// (Re)starts the server on the same port and data.
+    pub fn restart(&mut self) {
+        self.kill();
+        let log = fs::File::create(self.data.with_extension("log")).unwrap();
+        let child = Command::new(binary())
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(&self.data)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "starting s3s-fs ({}): {e}; ci/test.sh installs it",
+                    binary().display()
+                )
+            });
+        self.child = Some(child);
+        // Ready when an unsigned request is refused (403), as a real server would.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut c) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ =
+                    c.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+                let mut head = [0u8; 12];
+                if c.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 403") {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "s3s-fs did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server at once (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The location of `prefix` in the test bucket.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("s3://{BUCKET}/{prefix}")
+    }
+
+    /// Points `cmd` at this server with the right credentials, and nothing from the host.
+    pub fn apply<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", self.endpoint())
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("BOOTFORGE_SIGN_KEY")
+            .env_remove("AWS_MAX_ATTEMPTS")
+    }
+
+    /// Runs bootforge in `env` against this server.
+    pub fn run(&self, env: &Env, args: &[&str]) -> Run {
+        self.apply(&mut env.cmd())
+            .args(args)
+            .output()
+            .unwrap()
+            .into()
+    }
+
+    /// Runs bootforge in `env` against this server with some variables changed.
+    pub fn run_with(&self, env: &Env, vars: &[(&str, &str)], args: &[&str]) -> Run {
+        let mut c = env.cmd();
+        self.apply(&mut c);
+        c.envs(vars.iter().copied())
+            .args(args)
+            .output()
+            .unwrap()
+            .into()
+    }
+
+    /// Runs the `aws` CLI against this server.
+    pub fn aws(&self, dir: &Path, args: &[&str]) -> Run {
+        let mut c = Command::new("aws");
+        self.apply(&mut c)
+            .current_dir(dir)
+            .args(["--endpoint-url", &self.endpoint()])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running aws: {e}; .ci/run installs awscli"))
+            .into()
+    }
+
+    /// The server's file for a key in the test bucket.
+    pub fn object_path(&self, key: &str) -> PathBuf {
+        self.data.join(BUCKET).join(key)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Builds an unpack-only recipe whose outputs are `files` (no container runs), so tests
+/// have artifacts of chosen sizes to publish. Returns the build's JSON report.
+pub fn build_files(env: &Env, recipe: &str, files: &[(&str, &[u8])]) -> serde_json::Value {
+    let stage = env.path().join(format!("stage-{recipe}"));
+    fs::create_dir_all(&stage).unwrap();
+    for (name, bytes) in files {
+        fs::write(stage.join(name), bytes).unwrap();
+    }
+    let tarball = env.path().join(format!("{recipe}.tar"));
+    let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
+    let out = Command::new("tar")
+        .args(["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "-cf"])
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&stage)
+        .args(&names)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let sha = env
+        .run(&["--json", "cache", "import", tarball.to_str().unwrap()])
+        .ok()
+        .json()[0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.write_recipe(
+        recipe,
+        &format!(
+            "source:\n  url: https://files.example.invalid/{recipe}.tar\n  sha256: {sha}\n\
+             epoch: 1700000000\nsteps: []\noutputs: [{}]\n",
+            names.join(", ")
+        ),
+    );
+    let recipes = env.recipes_dir();
+    env.cmd()
+        .env("BOOTFORGE_RECIPES", &recipes)
+        .args(["--json", "build", recipe])
+        .output()
+        .map(Run::from)
+        .unwrap()
+        .ok()
+        .json()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so big test files do not compress away.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// A static file server over a directory, with HEAD and `Range: bytes=N-` like a public
+/// bucket behind a CDN. With `cut_after`, its first GET of a longer body sends that many bytes of the body
+/// and then drops the connection, as a network failure would.
+pub struct StaticServer {
+    pub port: u16,
+}
+
+impl StaticServer {
+    pub fn start(root: PathBuf, cut_after: Option<u64>) -> StaticServer {
+        use std::io::{BufRead, BufReader};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut_done = AtomicBool::new(cut_after.is_none());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut from = 0u64;
+                let mut header = String::new();
+                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                    let h = header.to_ascii_lowercase();
+                    if let Some(v) = h.strip_prefix("range: bytes=") {
+                        from = v.trim().trim_end_matches('-').parse().unwrap_or(0);
+                    }
+                    header.clear();
+                }
+                let mut words = line.split_whitespace();
+                let method = words.next().unwrap_or("").to_owned();
+                let path = words
+                    .next()
+                    .unwrap_or("/")
+                    .trim_start_matches('/')
+                    .to_owned();
+                let Ok(body) = fs::read(root.join(&path)) else {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    continue;
+                };
+                let from = from.min(body.len() as u64) as usize;
+                let status = if from > 0 {
+                    "206 Partial Content"
+                } else {
+                    "200 OK"
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len() - from
+                );
+                if method == "HEAD" {
+                    continue;
+                }
+                let mut end = body.len();
+                if let Some(cut) = cut_after
+                    && body.len() - from > cut as usize
+                    && !cut_done.swap(true, Ordering::SeqCst)
+                {
+                    end = from + cut as usize;
+                }
+                let _ = stream.write_all(&body[from..end.min(body.len())]);
+            }
+        });
+        StaticServer { port }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
