@@ -16,7 +16,7 @@ use crate::publish::progress::Progress;
 use crate::publish::release::{Artifact, Channel, Release, check_channel, keys};
 use crate::publish::remote::Remote;
 use crate::publish::sign::Verifier;
-use crate::store::{Digest, hash_reader};
+use crate::store::{Digest, Hasher, hash_reader};
 
 /// What to fetch.
 pub struct Request<'a> {
@@ -243,13 +243,18 @@ fn download_verified(
             have = 0;
         }
         report.resumed_from = have;
+        // Hashed as it streams in; only a resumed prefix is read back.
+        let mut hasher = Hasher::new();
+        if have > 0 {
+            eprintln!("resuming {} at byte {have} of {size}", part.display());
+            let mut prefix = File::open(&part)?;
+            io::copy(&mut prefix, &mut HashInto(&mut hasher))?;
+        }
         if have < size {
-            if have > 0 {
-                eprintln!("resuming {} at byte {have} of {size}", part.display());
-            }
             let progress = Progress::new("downloaded", size - have);
             let mut w = Counting {
                 inner: io::BufWriter::with_capacity(1 << 20, &mut f),
+                hasher: &mut hasher,
                 progress: &progress,
             };
             report.downloaded += remote.download(&key, have, &mut w)?;
@@ -258,7 +263,7 @@ fn download_verified(
             progress.finish();
         }
         f.sync_all()?;
-        let (got, got_size) = hash_reader(File::open(&part)?)?;
+        let (got, got_size) = hasher.finish();
         if got == *d && got_size == size {
             fs::rename(&part, dest)
                 .with_context(|| format!("renaming {} to {}", part.display(), dest.display()))?;
@@ -279,20 +284,35 @@ fn download_verified(
     unreachable!("the second attempt returns")
 }
 
-/// Counts bytes written, for progress.
+/// Hashes and counts what is written through it.
 struct Counting<'a, W> {
     inner: W,
+    hasher: &'a mut Hasher,
     progress: &'a Progress,
 }
 
 impl<W: Write> Write for Counting<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
         self.progress.add(n as u64);
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// A sink feeding a hasher, to hash a reader with `io::copy`.
+struct HashInto<'a>(&'a mut Hasher);
+
+impl Write for HashInto<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
