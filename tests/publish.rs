@@ -20,6 +20,23 @@ fn publish(s3: &S3Server, env: &Env, prefix: &str, channel: &str, extra: &[&str]
     s3.run(env, &args).ok().json()
 }
 
+/// `fetch WHAT --channel CHANNEL -o OUT` from the test prefix, which must succeed.
+fn fetch(s3: &S3Server, env: &Env, what: &str, channel: &str, out: &str) -> Value {
+    let from = s3.url("lab");
+    let args = [
+        "--json",
+        "fetch",
+        what,
+        "--from",
+        &from,
+        "--channel",
+        channel,
+        "-o",
+        out,
+    ];
+    s3.run(env, &args).ok().json()
+}
+
 fn hex(v: &Value) -> String {
     v.as_str().unwrap().trim_start_matches("sha256:").to_owned()
 }
@@ -186,23 +203,7 @@ fn publish_then_the_aws_cli_downloads_the_same_bytes_and_republish_sends_nothing
     assert!(blob["modified"].as_str().unwrap().starts_with("20"));
 
     // And bootforge's own fetch, by name from a channel.
-    let got = s3
-        .run(
-            &env,
-            &[
-                "--json",
-                "fetch",
-                "a.bin",
-                "--from",
-                &s3.url("lab"),
-                "--channel",
-                "stable",
-                "-o",
-                "got/a.bin",
-            ],
-        )
-        .ok()
-        .json();
+    let got = fetch(&s3, &env, "a.bin", "stable", "got/a.bin");
     assert_eq!(hex(&got["sha256"]), a_hex);
     assert_eq!(fs::read(env.path().join("got/a.bin")).unwrap(), a);
 }
@@ -326,23 +327,7 @@ fn a_server_killed_mid_publish_leaves_the_old_channel_whole_and_a_rerun_finishes
         serde_json::from_slice(&fs::read(s3.object_path("lab/channels/nightly.json")).unwrap())
             .unwrap();
     assert_eq!(hex(&channel["manifest"]), old_manifest);
-    let got = s3
-        .run(
-            &env,
-            &[
-                "--json",
-                "fetch",
-                "payload.bin",
-                "--from",
-                &s3.url("lab"),
-                "--channel",
-                "nightly",
-                "-o",
-                "old.bin",
-            ],
-        )
-        .ok()
-        .json();
+    let got = fetch(&s3, &env, "payload.bin", "nightly", "old.bin");
     assert_eq!(got["size"], 1 << 20);
     assert_eq!(fs::read(env.path().join("old.bin")).unwrap(), old);
 
@@ -350,23 +335,7 @@ fn a_server_killed_mid_publish_leaves_the_old_channel_whole_and_a_rerun_finishes
     let done = publish(&s3, &env, "lab", "nightly", &[]);
     assert_eq!(done["channel_changed"], true);
     assert_eq!(hex(&done["previous"]), old_manifest);
-    let got = s3
-        .run(
-            &env,
-            &[
-                "--json",
-                "fetch",
-                "payload.bin",
-                "--from",
-                &s3.url("lab"),
-                "--channel",
-                "nightly",
-                "-o",
-                "new.bin",
-            ],
-        )
-        .ok()
-        .json();
+    let got = fetch(&s3, &env, "payload.bin", "nightly", "new.bin");
     assert_eq!(hex(&got["sha256"]), new_hex);
 }
 
