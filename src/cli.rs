@@ -273,6 +273,19 @@ impl Ctx {
     }
 
     fn print<T: Serialize>(&self, value: &T, human: impl FnOnce()) -> Result<()> {
+        Out { json: self.json }.print(value, human)
+    }
+}
+
+/// How results are printed; all that the commands without a store (fetch, ls, keygen,
+/// flash) need, so they never create `./cache` in a stranger's directory.
+#[derive(Clone, Copy)]
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn print<T: Serialize>(self, value: &T, human: impl FnOnce()) -> Result<()> {
         if self.json {
             println!("{}", serde_json::to_string_pretty(value)?);
         } else {
@@ -295,7 +308,9 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let ctx = Ctx::new(&cli.global)?;
+    let out = Out {
+        json: cli.global.json,
+    };
     if matches!(
         cli.command,
         Command::Publish { .. } | Command::Fetch { .. } | Command::Ls { .. }
@@ -308,30 +323,57 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     match cli.command {
-        Command::Build { sel, check, out } => cmd_build(&ctx, &sel, check, out.as_deref()),
-        Command::Plan { sel } => cmd_plan(&ctx, &sel),
+        Command::Fetch {
+            what,
+            from,
+            channel,
+            out: dest,
+            verify_key,
+        } => cmd_fetch(
+            out,
+            &fetch::Request {
+                what: &what,
+                from: &from,
+                channel: channel.as_deref(),
+                out: dest.as_deref(),
+                verify_key: verify_key.as_deref(),
+            },
+        ),
+        Command::Ls { from } => cmd_remote_ls(out, &from),
+        Command::Keygen { out: base } => cmd_keygen(out, &base),
+        Command::Flash { image, device, yes } => cmd_flash(out, &image, &device, yes),
+        command => {
+            let ctx = Ctx::new(&cli.global)?;
+            run_with_store(&ctx, command)
+        }
+    }
+}
+
+fn run_with_store(ctx: &Ctx, command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Build { sel, check, out } => cmd_build(ctx, &sel, check, out.as_deref()),
+        Command::Plan { sel } => cmd_plan(ctx, &sel),
         Command::Package {
             target,
             profile,
             sets,
             out,
-        } => cmd_package(&ctx, target, profile.as_deref(), &sets, out.as_deref()),
+        } => cmd_package(ctx, target, profile.as_deref(), &sets, out.as_deref()),
         Command::Embed {
             recipe,
             sets,
             template,
             out,
-        } => cmd_embed(&ctx, &recipe, &sets, template.as_deref(), out.as_deref()),
+        } => cmd_embed(ctx, &recipe, &sets, template.as_deref(), out.as_deref()),
         Command::Toolchain {
             command: ToolchainCommand::Build { name },
-        } => cmd_toolchain_build(&ctx, &name),
+        } => cmd_toolchain_build(ctx, &name),
         Command::Cache { command } => match command {
-            CacheCommand::Import { files } => cmd_import(&ctx, &files),
-            CacheCommand::Ls => cmd_ls(&ctx),
-            CacheCommand::Verify => cmd_verify(&ctx),
-            CacheCommand::Gc => cmd_gc(&ctx),
+            CacheCommand::Import { files } => cmd_import(ctx, &files),
+            CacheCommand::Ls => cmd_ls(ctx),
+            CacheCommand::Verify => cmd_verify(ctx),
+            CacheCommand::Gc => cmd_gc(ctx),
         },
-        Command::Flash { image, device, yes } => cmd_flash(&ctx, &image, &device, yes),
         Command::Publish {
             to,
             channel,
@@ -342,7 +384,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let signer = sign.as_deref().map(Signer::load).transpose()?;
             cmd_publish(
-                &ctx,
+                ctx,
                 &publish::Request {
                     to: &to,
                     channel: &channel,
@@ -353,24 +395,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
             )
         }
-        Command::Fetch {
-            what,
-            from,
-            channel,
-            out,
-            verify_key,
-        } => cmd_fetch(
-            &ctx,
-            &fetch::Request {
-                what: &what,
-                from: &from,
-                channel: channel.as_deref(),
-                out: out.as_deref(),
-                verify_key: verify_key.as_deref(),
-            },
-        ),
-        Command::Ls { from } => cmd_remote_ls(&ctx, &from),
-        Command::Keygen { out } => cmd_keygen(&ctx, &out),
+        Command::Fetch { .. }
+        | Command::Ls { .. }
+        | Command::Keygen { .. }
+        | Command::Flash { .. } => {
+            unreachable!("handled before the store is opened")
+        }
     }
 }
 
@@ -701,9 +731,9 @@ fn cmd_publish(ctx: &Ctx, req: &publish::Request) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_fetch(ctx: &Ctx, req: &fetch::Request) -> Result<ExitCode> {
+fn cmd_fetch(out: Out, req: &fetch::Request) -> Result<ExitCode> {
     let r = fetch::fetch(req)?;
-    ctx.print(&r, || {
+    out.print(&r, || {
         let how = if r.up_to_date {
             "already up to date".to_owned()
         } else if r.resumed_from > 0 {
@@ -726,9 +756,9 @@ fn cmd_fetch(ctx: &Ctx, req: &fetch::Request) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_remote_ls(ctx: &Ctx, from: &Location) -> Result<ExitCode> {
+fn cmd_remote_ls(out: Out, from: &Location) -> Result<ExitCode> {
     let l = fetch::ls(from)?;
-    ctx.print(&l, || {
+    out.print(&l, || {
         println!("{}", l.location);
         if l.channels.is_empty() {
             println!("no channels");
@@ -763,9 +793,9 @@ fn cmd_remote_ls(ctx: &Ctx, from: &Location) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_keygen(ctx: &Ctx, base: &Path) -> Result<ExitCode> {
+fn cmd_keygen(out: Out, base: &Path) -> Result<ExitCode> {
     let (key, public, pk) = sign::keygen(base)?;
-    ctx.print(
+    out.print(
         &serde_json::json!({ "secret_key": key, "public_key": public, "public_key_base64": pk }),
         || {
             println!("secret key: {} (keep it secret; mode 0600)", key.display());
@@ -776,9 +806,9 @@ fn cmd_keygen(ctx: &Ctx, base: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_flash(ctx: &Ctx, image: &Path, device: &Path, yes: bool) -> Result<ExitCode> {
+fn cmd_flash(out: Out, image: &Path, device: &Path, yes: bool) -> Result<ExitCode> {
     let report = flash::flash(image, device, yes)?;
-    ctx.print(&report, || {
+    out.print(&report, || {
         println!(
             "wrote {} bytes to {}, read back: sha256 {} matches",
             report.bytes,

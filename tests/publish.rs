@@ -417,20 +417,15 @@ fn fetch_over_https_resumes_an_interrupted_download() {
         sha256_hex(&fs::read(env.path().join("usb.img")).unwrap()),
         data_hex
     );
-    // By digest too, and a second fetch finds it already in place.
-    let again = env
-        .run(&[
-            "--json",
-            "fetch",
-            &format!("sha256:{data_hex}"),
-            "--from",
-            base,
-            "-o",
-            "usb.img",
-        ])
-        .ok()
-        .json();
+    // By digest too, and a second fetch finds it already in place. Fetching needs no store:
+    // none is created in the directory it runs in.
+    let digest = format!("sha256:{data_hex}");
+    let mut cmd = env.cmd();
+    cmd.env_remove("BOOTFORGE_STORE")
+        .args(["--json", "fetch", &digest, "--from", base, "-o", "usb.img"]);
+    let again = Run::from(cmd.output().unwrap()).ok().json();
     assert_eq!(again["up_to_date"], true);
+    assert!(!env.path().join("cache").exists(), "fetch created a store");
 }
 
 #[test]

@@ -100,6 +100,8 @@ pub fn publish(store: &Store, req: &Request) -> Result<PublishReport> {
         );
     };
     check_channel(req.channel)?;
+    // Shared, like a build: `cache gc` must not remove a blob while it is being sent.
+    let _lock = store.lock_shared()?;
     let rt = remote::runtime()?;
     rt.block_on(async {
         let b = Bucket::connect(bucket, prefix).await?;
