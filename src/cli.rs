@@ -286,6 +286,12 @@ struct Out {
 
 impl Out {
     fn print<T: Serialize>(self, value: &T, human: impl FnOnce()) -> Result<()> {
+        // Network commands ignore SIGPIPE while they talk to servers (see `run`); their
+        // output, like every command's, must end quietly in `| head`.
+        // SAFETY: setting a signal disposition; no handler runs.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
         if self.json {
             println!("{}", serde_json::to_string_pretty(value)?);
         } else {

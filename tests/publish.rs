@@ -202,6 +202,16 @@ fn publish_then_the_aws_cli_downloads_the_same_bytes_and_republish_sends_nothing
     assert_eq!(blob["size"], a.len());
     assert!(blob["modified"].as_str().unwrap().starts_with("20"));
 
+    // Like every listing, it ends quietly when its reader is gone (`true` reads nothing).
+    let mut piped = Command::new("sh");
+    s3.apply(&mut piped)
+        .current_dir(env.path())
+        .env("BF", env!("CARGO_BIN_EXE_bootforge"))
+        .args(["-c", &format!("\"$BF\" ls --from {} | true", s3.url("lab"))]);
+    let piped = piped.output().unwrap();
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert!(!err.contains("panicked"), "ls | true: {err}");
+
     // And bootforge's own fetch, by name from a channel.
     let got = fetch(&s3, &env, "a.bin", "stable", "got/a.bin");
     assert_eq!(hex(&got["sha256"]), a_hex);
