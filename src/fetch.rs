@@ -92,9 +92,12 @@ pub fn fetch(req: &Request) -> Result<FetchReport> {
     let size = remote
         .head(&keys::blob(&digest))?
         .ok_or_else(|| anyhow!("{}/{} does not exist", req.from, keys::blob(&digest)))?;
+    let file_name = artifact_name.rsplit('/').next().unwrap_or(&artifact_name);
     let dest = match req.out {
+        // Like `cp` and `aws s3 cp`: into an existing directory, under the artifact's name.
+        Some(p) if p.is_dir() => p.join(file_name),
         Some(p) => p.to_owned(),
-        None => PathBuf::from(artifact_name.rsplit('/').next().unwrap_or(&artifact_name)),
+        None => PathBuf::from(file_name),
     };
     let mut report = FetchReport {
         name: artifact_name,

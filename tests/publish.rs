@@ -216,6 +216,9 @@ fn publish_then_the_aws_cli_downloads_the_same_bytes_and_republish_sends_nothing
     let got = fetch(&s3, &env, "a.bin", "stable", "got/a.bin");
     assert_eq!(hex(&got["sha256"]), a_hex);
     assert_eq!(fs::read(env.path().join("got/a.bin")).unwrap(), a);
+    // Into an existing directory, under the artifact's own name.
+    fetch(&s3, &env, "b.bin", "stable", "got");
+    assert_eq!(fs::read(env.path().join("got/b.bin")).unwrap(), b);
 }
 
 #[test]
