@@ -396,7 +396,7 @@ pub fn ls(from: &Location) -> Result<Listing> {
                 if &a.sha256 == d {
                     Some(a.name.clone())
                 } else if &a.provenance == d {
-                    Some(format!("provenance of {}", a.name))
+                    Some(format!("provenance of {} {}", a.kind, a.from))
                 } else {
                     None
                 }
