@@ -816,7 +816,7 @@ fn cmd_flash(out: Out, image: &Path, device: &Path, yes: bool) -> Result<ExitCod
     let report = flash::flash(image, device, yes)?;
     out.print(&report, || {
         println!(
-            "wrote {} bytes to {}, read back: sha256 {} matches",
+            "wrote {} bytes to {}; read back and verified: {}",
             report.bytes,
             report.device.display(),
             report.sha256
