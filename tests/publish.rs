@@ -559,13 +559,14 @@ fn signatures_verify_with_the_minisign_cli_and_tampering_is_caught() {
         )
         .ok();
     }
-    let minisign = |file: &str| {
+    let minisign_with = |public: &Path, file: &str| {
         Command::new("minisign")
             .args(["-V", "-p", public.to_str().unwrap(), "-m", file])
             .current_dir(dir)
             .output()
             .expect("minisign (.ci/run installs it)")
     };
+    let minisign = |file: &str| minisign_with(&public, file);
     let ok = minisign("SHA256SUMS");
     assert!(
         ok.status.success(),
@@ -635,6 +636,23 @@ fn signatures_verify_with_the_minisign_cli_and_tampering_is_caught() {
     assert!(!env.path().join("again.bin").exists());
     // An unsigned publish must not leave a stale signature beside new sums.
     publish_refused_unsigned(&s3, &env);
+
+    // A new key re-signs the manifest it did not sign, instead of keeping the old signature.
+    env.run(&["keygen", "--out", "next"]).ok();
+    publish(&s3, &env, "lab", "nightly", &["--sign", "next.key"]);
+    let sig = format!("{mkey}.minisig");
+    let name = sig.rsplit('/').next().unwrap();
+    s3.aws(
+        dir,
+        &["s3", "cp", &format!("s3://{BUCKET}/lab/{sig}"), name],
+    )
+    .ok();
+    let next = minisign_with(&env.path().join("next.pub"), &format!("{manifest}.json"));
+    assert!(
+        next.status.success(),
+        "{}",
+        String::from_utf8_lossy(&next.stderr)
+    );
 }
 
 fn publish_refused_unsigned(s3: &S3Server, env: &Env) {

@@ -180,12 +180,17 @@ pub fn publish(store: &Store, req: &Request) -> Result<PublishReport> {
         };
         put_once(&b, &mkey, manifest_bytes.clone(), json, &mut report).await?;
         if let Some(s) = req.signer {
+            // Kept when it already verifies with this key; replaced when the key changed.
             let skey = sig_key(&mkey);
-            if b.head(&skey).await?.is_none() {
-                let sig = s.sign(&manifest_bytes, &format!("bootforge manifest {digest}"))?;
-                put_once(&b, &skey, sig.into_bytes(), text(true), &mut report).await?;
-            } else {
-                report.skipped.add(0);
+            match b.get(&skey).await? {
+                Some(old) if s.signed(&manifest_bytes, &old) => {
+                    report.skipped.add(old.len() as u64)
+                }
+                _ => {
+                    let sig = s.sign(&manifest_bytes, &format!("bootforge manifest {digest}"))?;
+                    report.uploaded.add(sig.len() as u64);
+                    b.put(&skey, sig.into_bytes(), text(false), false).await?;
+                }
             }
         }
 

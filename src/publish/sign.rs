@@ -83,6 +83,16 @@ impl Signer {
         Ok(Signer { sk, pk })
     }
 
+    /// Whether `sig` (a `.minisig` file's bytes) is this key's valid signature of `data`.
+    pub fn signed(&self, data: &[u8], sig: &[u8]) -> bool {
+        std::str::from_utf8(sig)
+            .ok()
+            .and_then(|t| SignatureBox::from_string(t).ok())
+            .is_some_and(|b| {
+                minisign::verify(&self.pk, &b, Cursor::new(data), true, false, false).is_ok()
+            })
+    }
+
     /// A `.minisig` file's text for `data`, with `comment` as its trusted comment.
     pub fn sign(&self, data: &[u8], comment: &str) -> Result<String> {
         minisign::sign(
@@ -145,6 +155,8 @@ mod tests {
         let v = Verifier::load(&public).unwrap();
         let sig = s.sign(b"hello\n", "bootforge test").unwrap();
         v.verify(b"hello\n", &sig, "x").unwrap();
+        assert!(s.signed(b"hello\n", sig.as_bytes()));
+        assert!(!s.signed(b"hellO\n", sig.as_bytes()));
         let e = v.verify(b"hellO\n", &sig, "x").unwrap_err().to_string();
         assert!(e.contains("FAILED"), "{e}");
         assert!(
