@@ -429,7 +429,7 @@ impl Bucket {
             (Some(c @ ("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied")), _) => {
                 denied(what, &self.server, c)
             }
-            (None, Some(403)) => denied(what, &self.server, "403 Forbidden"),
+            (_, Some(403)) => denied(what, &self.server, "403 Forbidden"),
             _ if matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)) => anyhow!(
                 "{what}: cannot reach {} after retries ({detail}); run the same command again \
                  when it is back: finished work is skipped",
