@@ -603,36 +603,25 @@ fn signatures_verify_with_the_minisign_cli_and_tampering_is_caught() {
     .then_some(())
     .expect("fetch reports the signature");
     let d = format!("sha256:{}", sha256_hex(&data));
-    s3.run(
-        &env,
-        &[
+    let from = s3.url("lab");
+    let by_digest = |out: &str| {
+        let args = [
             "fetch",
             &d,
             "--from",
-            &s3.url("lab"),
+            &from,
             "--verify-key",
             pubs,
             "-o",
-            "by-digest.bin",
-        ],
-    )
-    .ok();
+            out,
+        ];
+        s3.run(&env, &args)
+    };
+    by_digest("by-digest.bin").ok();
     fs::write(s3.object_path("lab/SHA256SUMS"), &sums).unwrap();
-    s3.run(
-        &env,
-        &[
-            "fetch",
-            &d,
-            "--from",
-            &s3.url("lab"),
-            "--verify-key",
-            pubs,
-            "-o",
-            "again.bin",
-        ],
-    )
-    .fails()
-    .says(&["signature check", "FAILED"]);
+    by_digest("again.bin")
+        .fails()
+        .says(&["signature check", "FAILED"]);
     assert!(!env.path().join("again.bin").exists());
     // An unsigned publish must not leave a stale signature beside new sums.
     publish_refused_unsigned(&s3, &env);

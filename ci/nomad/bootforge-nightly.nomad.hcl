@@ -18,7 +18,7 @@
 #     bootforge binary given with -var bootforge_bin=/usr/local/bin/bootforge
 #   - xorriso, mtools, dosfstools, ovmf: only to run ci/test.sh there as well; the
 #     nightly itself does not use them
-#   - network access to deb.debian.org, github.com, the tarball hosts and the bucket
+#   - network access to a Debian mirror (for debootstrap), github.com, the tarball hosts and the bucket
 #   - the client meta bootforge_nightly = "true" (client { meta { ... } }): the job runs only
 #     there, so the store below stays on one disk and unchanged inputs are never rebuilt
 #   - /var/lib/bootforge (or -var store_dir=...) on a disk with a few GB free
