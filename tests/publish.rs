@@ -395,20 +395,8 @@ fn fetch_over_https_resumes_an_interrupted_download() {
     let web = StaticServer::start(s3.data.join(BUCKET).join("lab"), Some(2 << 20));
     let base = web.url("");
     let base = base.trim_end_matches('/');
-    env.run(&[
-        "fetch",
-        "usb.img",
-        "--from",
-        base,
-        "--channel",
-        "nightly",
-        "-o",
-        "usb.img",
-    ])
-    .fails();
-    assert!(!env.path().join("usb.img").exists());
-    let got = env
-        .run(&[
+    let fetch_usb = || {
+        let args = [
             "--json",
             "fetch",
             "usb.img",
@@ -416,11 +404,12 @@ fn fetch_over_https_resumes_an_interrupted_download() {
             base,
             "--channel",
             "nightly",
-            "-o",
-            "usb.img",
-        ])
-        .ok()
-        .json();
+        ];
+        env.run(&[&args[..], &["-o", "usb.img"]].concat())
+    };
+    fetch_usb().fails();
+    assert!(!env.path().join("usb.img").exists());
+    let got = fetch_usb().ok().json();
     assert!(got["resumed_from"].as_u64().unwrap() >= 1 << 20, "{got:#}");
     assert_eq!(
         got["downloaded"].as_u64().unwrap() + got["resumed_from"].as_u64().unwrap(),

@@ -82,13 +82,7 @@ pub fn rpi_profile(env: &Env) -> String {
         ],
     )
     .ok();
-    let sha = env
-        .run(&["--json", "cache", "import", tarball.to_str().unwrap()])
-        .ok()
-        .json()[0]["sha256"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sha = env.import(&tarball);
     env.write_recipe(
         "rpi-firmware",
         &format!(

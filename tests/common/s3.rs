@@ -183,13 +183,7 @@ pub fn build_files(env: &Env, recipe: &str, files: &[(&str, &[u8])]) -> serde_js
         .output()
         .unwrap();
     assert!(out.status.success());
-    let sha = env
-        .run(&["--json", "cache", "import", tarball.to_str().unwrap()])
-        .ok()
-        .json()[0]["sha256"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sha = env.import(&tarball);
     env.write_recipe(
         recipe,
         &format!(
