@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
 
 use crate::recipe::{LoadedRecipe, expand};
@@ -598,39 +600,7 @@ impl Run<'_> {
             commands.push(argv);
         }
 
-        let out_root = tree.join(&workdir);
-        let mut outputs = Vec::new();
-        for o in &self.prepared.selected {
-            let path = out_root.join(o);
-            // A symlink could point out of the build tree (a .deb's absolute links point
-            // into the host's /boot): only regular files count as outputs.
-            if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
-                bail!(
-                    "recipe {name}: output `{o}` is a symbolic link to {}; name the file it points to",
-                    fs::read_link(&path)
-                        .map(|t| t.display().to_string())
-                        .unwrap_or_default()
-                );
-            }
-            if !path.is_file() {
-                let stored = store.put_file(&log_path)?;
-                bail!(
-                    "recipe {name}: output `{o}` was not produced by the build (expected {} in the build tree); \
-                     full log: {}",
-                    Path::new(&workdir).join(o).display(),
-                    store.blob_path(&stored.digest).display()
-                );
-            }
-            let stored = store.put_file(&path)?;
-            use std::os::unix::fs::PermissionsExt;
-            let executable = fs::metadata(&path)?.permissions().mode() & 0o111 != 0;
-            outputs.push(Artifact {
-                name: o.clone(),
-                sha256: stored.digest,
-                size: stored.size,
-                executable,
-            });
-        }
+        let outputs = self.collect_outputs(&tree, &workdir, &log_path)?;
         let log_blob = store.put_file(&log_path)?.digest;
         let entry = ActionEntry {
             schema: SCHEMA,
@@ -654,6 +624,64 @@ impl Run<'_> {
             },
         };
         Ok((entry, started))
+    }
+
+    /// Stores the selected outputs, read through a handle on the build tree: a link the build
+    /// made (or a .deb's absolute link) can never make a host file an output.
+    fn collect_outputs(
+        &self,
+        tree: &Path,
+        workdir: &str,
+        log_path: &Path,
+    ) -> Result<Vec<Artifact>> {
+        let store = &self.settings.store;
+        let name = &self.prepared.recipe.name;
+        let missing = |o: &str| -> Result<anyhow::Error> {
+            let log = store.put_file(log_path)?;
+            Ok(anyhow::anyhow!(
+                "recipe {name}: output `{o}` was not produced by the build (expected {} in the \
+                 build tree); full log: {}",
+                Path::new(workdir).join(o).display(),
+                store.blob_path(&log.digest).display()
+            ))
+        };
+        let root = Dir::open_ambient_dir(tree, ambient_authority())
+            .with_context(|| format!("opening {}", tree.display()))?;
+        let dir = if workdir.is_empty() {
+            root
+        } else {
+            root.open_dir(workdir)
+                .with_context(|| format!("recipe {name}: opening the workdir `{workdir}`"))?
+        };
+        let mut outputs = Vec::new();
+        for o in &self.prepared.selected {
+            match dir.symlink_metadata(o) {
+                Ok(m) if m.is_symlink() => bail!(
+                    "recipe {name}: output `{o}` is a symbolic link to {}; name the file it points to",
+                    dir.read_link_contents(o)
+                        .map(|t| t.display().to_string())
+                        .unwrap_or_default()
+                ),
+                Ok(m) if m.is_file() => {}
+                _ => return Err(missing(o)?),
+            }
+            let f = dir
+                .open(o)
+                .with_context(|| format!("recipe {name}: opening output `{o}`"))?
+                .into_std();
+            use std::os::unix::fs::PermissionsExt;
+            let executable = f.metadata()?.permissions().mode() & 0o111 != 0;
+            let stored = store
+                .put_reader(std::io::BufReader::with_capacity(1 << 20, f))
+                .with_context(|| format!("recipe {name}: storing output `{o}`"))?;
+            outputs.push(Artifact {
+                name: o.clone(),
+                sha256: stored.digest,
+                size: stored.size,
+                executable,
+            });
+        }
+        Ok(outputs)
     }
 }
 

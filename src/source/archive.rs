@@ -3,10 +3,15 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::path::{Component, Path, PathBuf};
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use bzip2::read::BzDecoder;
+use flate2::read::GzDecoder;
+use xz2::read::XzDecoder;
 
+use super::unpack::{AbsoluteLinks, MAX_LINK_TARGET, Refused, Tree, refuse};
 use crate::store::{Digest, Store};
 
 /// Makes sure the archive pinned as `sha256` is in the store, downloading it from `fetch_from`
@@ -75,52 +80,76 @@ fn format_of(url: &str) -> Result<Format> {
         })
 }
 
-/// Unpacks the archive blob into `dest`, dropping `strip` leading path components.
+/// Unpacks the archive blob into `dest`, dropping `strip` leading path components. An archive
+/// with an entry that could write outside `dest` (see [`super::unpack`]) is refused whole and
+/// removed from the store, so no later build picks it up again.
 pub fn unpack(store: &Store, blob: &Digest, url: &str, strip: u32, dest: &Path) -> Result<()> {
     let format = format_of(url)?;
-    let what = || format!("unpacking {url} ({blob})");
-    match format {
+    let unpacked = match format {
         Format::Tar => unpack_tar(store.open_blob(blob)?, strip, dest),
-        Format::TarGz => unpack_tar(
-            flate2::read::GzDecoder::new(store.open_blob(blob)?),
-            strip,
-            dest,
-        ),
-        Format::TarXz => unpack_tar(
-            xz2::read::XzDecoder::new(store.open_blob(blob)?),
-            strip,
-            dest,
-        ),
-        Format::TarBz2 => unpack_tar(
-            bzip2::read::BzDecoder::new(store.open_blob(blob)?),
-            strip,
-            dest,
-        ),
+        Format::TarGz => unpack_tar(GzDecoder::new(store.open_blob(blob)?), strip, dest),
+        Format::TarXz => unpack_tar(XzDecoder::new(store.open_blob(blob)?), strip, dest),
+        Format::TarBz2 => unpack_tar(BzDecoder::new(store.open_blob(blob)?), strip, dest),
         Format::Zip => unpack_zip(store, blob, strip, dest),
         Format::Deb => unpack_deb(store.open_blob(blob)?, strip, dest),
+    };
+    match unpacked {
+        Err(e) if e.downcast_ref::<Refused>().is_some() => {
+            store.remove_blob(blob)?;
+            Err(e.context(format!(
+                "source archive {url} ({blob}) is refused and was removed from the store"
+            )))
+        }
+        other => other.with_context(|| format!("unpacking {url} ({blob})")),
     }
-    .with_context(what)
 }
 
-/// Unpacks a tar stream safely: only plain relative paths, nothing outside `dest`.
+/// Unpacks a tar stream into `dest` (absolute link targets refused).
 pub fn unpack_tar(r: impl Read, strip: u32, dest: &Path) -> Result<()> {
+    let mut tree = Tree::open(dest, strip, AbsoluteLinks::Refuse)?;
+    tar_into(r, &mut tree)?;
+    tree.finish()
+}
+
+/// Writes every entry of a tar stream into `tree`.
+fn tar_into(r: impl Read, tree: &mut Tree) -> Result<()> {
+    use tar::EntryType as T;
     let mut archive = tar::Archive::new(r);
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_mtime(true);
-    archive.set_unpack_xattrs(false);
     for entry in archive.entries()? {
         let mut entry = entry?;
-        let path = entry.path()?.into_owned();
-        let Some(rel) = stripped(&path, strip)? else {
-            continue;
+        let name = entry.path()?.into_owned();
+        let header = entry.header();
+        let kind = header.entry_type();
+        let mode = header.mode().unwrap_or(0o644);
+        let mtime = header.mtime().ok();
+        let link = || -> Result<PathBuf> {
+            entry
+                .link_name()?
+                .map(|l| l.into_owned())
+                .ok_or_else(|| refuse(&name, "is a link without a target"))
         };
-        let target = dest.join(&rel);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
+        match kind {
+            T::Regular | T::Continuous | T::GNUSparse => {
+                tree.file(&name, mode, mtime, &mut entry)?
+            }
+            T::Directory => tree.dir(&name, mode)?,
+            T::Symlink => tree.symlink(&name, &link()?)?,
+            T::Link => tree.hard_link(&name, &link()?)?,
+            // Metadata for the entries that follow, already applied by the reader.
+            T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => {}
+            T::Char => return Err(refuse(&name, "is a character device node")),
+            T::Block => return Err(refuse(&name, "is a block device node")),
+            T::Fifo => return Err(refuse(&name, "is a FIFO (named pipe)")),
+            other => {
+                return Err(refuse(
+                    &name,
+                    format!(
+                        "has the unknown tar entry type {:?}",
+                        other.as_byte() as char
+                    ),
+                ));
+            }
         }
-        entry
-            .unpack(&target)
-            .with_context(|| format!("writing {}", rel.display()))?;
     }
     // Read to the real end so a verifying reader underneath gets to check the hash.
     io::copy(&mut archive.into_inner(), &mut io::sink())?;
@@ -132,64 +161,55 @@ fn unpack_zip(store: &Store, blob: &Digest, strip: u32, dest: &Path) -> Result<(
     io::copy(&mut store.open_blob(blob)?, &mut io::sink())?;
     let file = File::open(store.blob_path(blob))?;
     let mut zip = zip::ZipArchive::new(BufReader::new(file))?;
+    let mut tree = Tree::open(dest, strip, AbsoluteLinks::Refuse)?;
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i)?;
-        let Some(name) = entry.enclosed_name() else {
-            bail!("zip entry {:?} escapes the build tree", entry.name());
-        };
-        let Some(rel) = stripped(&name, strip)? else {
-            continue;
-        };
-        let target = dest.join(rel);
-        if entry.is_dir() {
-            std::fs::create_dir_all(&target)?;
-            continue;
-        }
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let mut out = File::create(&target)?;
-        io::copy(&mut entry, &mut out)?;
-        if let Some(mode) = entry.unix_mode() {
-            use std::os::unix::fs::PermissionsExt;
-            out.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
+        let name = PathBuf::from(entry.name()?.into_owned());
+        let mode = entry.unix_mode();
+        if entry.is_symlink() {
+            // A link's target is its content.
+            let mut target = Vec::new();
+            (&mut entry)
+                .take(MAX_LINK_TARGET as u64 + 1)
+                .read_to_end(&mut target)?;
+            let target = PathBuf::from(std::ffi::OsString::from_vec(target));
+            tree.symlink(&name, &target)?;
+        } else if entry.is_dir() {
+            tree.dir(&name, mode.unwrap_or(0o755))?;
+        } else {
+            match mode.map(|m| m & S_IFMT) {
+                None | Some(0) | Some(S_IFREG) => {}
+                Some(_) => return Err(refuse(&name, "is a device node, FIFO or socket")),
+            }
+            tree.file(&name, mode.unwrap_or(0o644), None, &mut entry)?;
         }
     }
-    Ok(())
+    tree.finish()
 }
 
-/// A `.deb` is an ar archive; its `data.tar.*` member holds the files.
+/// File type bits of a Unix mode, as zip's external attributes carry them.
+const S_IFMT: u32 = 0o170000;
+const S_IFREG: u32 = 0o100000;
+
+/// A `.deb` is an ar archive; its `data.tar.*` member holds the files, rooted at `/`.
 fn unpack_deb(r: impl Read, strip: u32, dest: &Path) -> Result<()> {
     let mut ar = ar::Archive::new(r);
+    let mut tree = Tree::open(dest, strip, AbsoluteLinks::PackageRoot)?;
     while let Some(member) = ar.next_entry() {
         let member = member?;
         let name = String::from_utf8_lossy(member.header().identifier()).into_owned();
         let name = name.trim_end_matches('/');
         match name {
-            "data.tar" => return unpack_tar(member, strip, dest),
-            "data.tar.gz" => return unpack_tar(flate2::read::GzDecoder::new(member), strip, dest),
-            "data.tar.xz" => return unpack_tar(xz2::read::XzDecoder::new(member), strip, dest),
-            "data.tar.bz2" => return unpack_tar(bzip2::read::BzDecoder::new(member), strip, dest),
+            "data.tar" => tar_into(member, &mut tree)?,
+            "data.tar.gz" => tar_into(GzDecoder::new(member), &mut tree)?,
+            "data.tar.xz" => tar_into(XzDecoder::new(member), &mut tree)?,
+            "data.tar.bz2" => tar_into(BzDecoder::new(member), &mut tree)?,
             n if n.starts_with("data.tar") => bail!("unsupported .deb payload `{n}`"),
-            _ => {}
+            _ => continue,
         }
+        return tree.finish();
     }
     bail!("no data.tar member: not a Debian package")
-}
-
-/// `path` with `strip` leading components removed; `None` when nothing is left. Refuses
-/// absolute paths and `..`.
-fn stripped(path: &Path, strip: u32) -> Result<Option<PathBuf>> {
-    let mut parts = Vec::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(p) => parts.push(p),
-            Component::CurDir => {}
-            _ => bail!("archive entry `{}` escapes the build tree", path.display()),
-        }
-    }
-    let rest: PathBuf = parts.into_iter().skip(strip as usize).collect();
-    Ok((!rest.as_os_str().is_empty()).then_some(rest))
 }
 
 #[cfg(test)]
@@ -212,14 +232,257 @@ mod tests {
         );
         assert!(format_of("https://x/a.rar").is_err());
     }
+}
+
+#[cfg(test)]
+mod unpack_tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A tar entry written byte by byte, so hostile names and links get in unchanged.
+    fn raw(name: &str, kind: u8, link: &str, mode: u32, data: &[u8]) -> Vec<u8> {
+        let mut h = tar::Header::new_ustar();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_000_000_000);
+        h.set_entry_type(tar::EntryType::new(kind));
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    fn archive(entries: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = entries.concat();
+        out.extend_from_slice(&[0; 1024]);
+        out
+    }
+
+    fn file(name: &str, data: &[u8]) -> Vec<u8> {
+        raw(name, b'0', "", 0o644, data)
+    }
+
+    fn link(name: &str, to: &str) -> Vec<u8> {
+        raw(name, b'2', to, 0o777, b"")
+    }
+
+    /// Unpacks into `<tmp>/tree` with strip 1; `<tmp>/outside` is a directory beside it.
+    fn unpack(entries: &[Vec<u8>]) -> (tempfile::TempDir, Result<()>) {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir(tmp.path().join("tree")).unwrap();
+        fs::create_dir(tmp.path().join("outside")).unwrap();
+        let r = unpack_tar(&archive(entries)[..], 1, &tmp.path().join("tree"));
+        (tmp, r)
+    }
+
+    fn refused(r: Result<()>) -> String {
+        let e = r.unwrap_err();
+        assert!(
+            e.downcast_ref::<Refused>().is_some(),
+            "not a refusal: {e:#}"
+        );
+        format!("{e:#}")
+    }
 
     #[test]
-    fn strip_and_traversal() {
-        assert_eq!(
-            stripped(Path::new("grub-2.12/configure"), 1).unwrap(),
-            Some(PathBuf::from("configure"))
+    fn a_link_out_then_a_file_through_it_writes_nothing_outside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::create_dir(tmp.path().join("tree")).unwrap();
+        let r = unpack_tar(
+            &archive(&[
+                link("pkg/esc", outside.to_str().unwrap()),
+                file("pkg/esc/pwned", b"x"),
+            ])[..],
+            1,
+            &tmp.path().join("tree"),
         );
-        assert_eq!(stripped(Path::new("grub-2.12/"), 1).unwrap(), None);
-        assert!(stripped(Path::new("../etc/passwd"), 0).is_err());
+        let e = refused(r);
+        assert!(
+            e.contains("entry `pkg/esc`") && e.contains("absolute"),
+            "{e}"
+        );
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn links_that_climb_out_are_refused_directly_or_through_other_links() {
+        let (_t, r) = unpack(&[link("pkg/up", "../../outside")]);
+        assert!(refused(r).contains("climbs out"));
+        // Through a link already there.
+        let (_t, r) = unpack(&[link("pkg/x", "."), link("pkg/l", "x/..")]);
+        assert!(refused(r).contains("entry `pkg/l`"));
+        // Made harmless-looking first, redirected by a later entry: caught at the end.
+        let (t, r) = unpack(&[link("pkg/l", "x/.."), link("pkg/x", ".")]);
+        let e = refused(r);
+        assert!(e.contains("once the whole archive is unpacked"), "{e}");
+        assert_eq!(fs::read_dir(t.path().join("outside")).unwrap().count(), 0);
+        // A loop is not followed forever.
+        let (_t, r) = unpack(&[
+            link("pkg/a", "b"),
+            link("pkg/b", "a"),
+            link("pkg/c", "a/.."),
+        ]);
+        assert!(refused(r).contains("too many levels"));
+    }
+
+    #[test]
+    fn links_and_files_that_stay_inside_are_kept() {
+        let (t, r) = unpack(&[
+            raw("pkg/sub/", b'5', "", 0o755, b""),
+            file("pkg/sub/real", b"data"),
+            link("pkg/alias", "sub/real"),
+            link("pkg/dir", "sub"),
+            file("pkg/dir/through", b"via link"),
+            link("pkg/sub/dangling", "../generated/later"),
+            raw("pkg/hard", b'1', "pkg/sub/real", 0o644, b""),
+        ]);
+        r.unwrap();
+        let tree = t.path().join("tree");
+        assert_eq!(fs::read(tree.join("alias")).unwrap(), b"data");
+        assert_eq!(fs::read(tree.join("sub/through")).unwrap(), b"via link");
+        assert_eq!(fs::read(tree.join("hard")).unwrap(), b"data");
+        assert!(
+            fs::symlink_metadata(tree.join("sub/dangling"))
+                .unwrap()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn hard_links_out_devices_and_fifos_are_refused() {
+        for (entry, says) in [
+            (
+                raw("pkg/h", b'1', "/etc/passwd", 0o644, b""),
+                "outside the build tree",
+            ),
+            (
+                raw("pkg/h", b'1', "pkg/../../etc/passwd", 0o644, b""),
+                "outside",
+            ),
+            (
+                raw("pkg/h", b'1', "pkg/missing", 0o644, b""),
+                "no file unpacked before",
+            ),
+            (raw("pkg/tty", b'3', "", 0o644, b""), "character device"),
+            (raw("pkg/sda", b'4', "", 0o644, b""), "block device"),
+            (raw("pkg/pipe", b'6', "", 0o644, b""), "FIFO"),
+            (
+                raw("pkg/v", b'V', "", 0o644, b""),
+                "unknown tar entry type 'V'",
+            ),
+            (file("/etc/cron.d/x", b""), "absolute or `..`"),
+            (file("pkg/../../x", b""), "absolute or `..`"),
+        ] {
+            let (_t, r) = unpack(&[entry]);
+            let e = refused(r);
+            assert!(e.contains(says), "{says}: {e}");
+        }
+    }
+
+    #[test]
+    fn setuid_setgid_and_sticky_bits_are_cleared() {
+        let (t, r) = unpack(&[
+            raw("pkg/d/", b'5', "", 0o3775, b""),
+            raw("pkg/d/su", b'0', "", 0o4755, b"#!/bin/sh\n"),
+        ]);
+        r.unwrap();
+        let mode = |p: &str| {
+            fs::metadata(t.path().join("tree").join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(mode("d/su"), 0o755);
+        assert_eq!(mode("d"), 0o775);
+    }
+
+    #[test]
+    fn a_deb_s_absolute_links_point_into_the_package_itself() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = archive(&[
+            raw("./boot/", b'5', "", 0o755, b""),
+            file("./boot/ipxe.efi", b"efi"),
+            link("./usr/lib/ipxe/ipxe.efi", "/boot/ipxe.efi"),
+        ]);
+        let mut deb = Vec::new();
+        {
+            let mut ar = ar::Builder::new(&mut deb);
+            for (name, body) in [("debian-binary", &b"2.0\n"[..]), ("data.tar", &data[..])] {
+                ar.append(
+                    &ar::Header::new(name.as_bytes().to_vec(), body.len() as u64),
+                    body,
+                )
+                .unwrap();
+            }
+        }
+        unpack_deb(&deb[..], 0, tmp.path()).unwrap();
+        let l = tmp.path().join("usr/lib/ipxe/ipxe.efi");
+        assert_eq!(
+            fs::read_link(&l).unwrap(),
+            Path::new("../../../boot/ipxe.efi")
+        );
+        assert_eq!(fs::read(&l).unwrap(), b"efi");
+    }
+
+    #[test]
+    fn zip_links_are_links_and_held_to_the_same_rules() {
+        use std::io::Write;
+        let zip_of = |link_to: &str| {
+            let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+            let opts = zip::write::SimpleFileOptions::default();
+            w.start_file("pkg/real", opts).unwrap();
+            w.write_all(b"data").unwrap();
+            w.add_symlink("pkg/alias", link_to, opts).unwrap();
+            w.start_file("pkg/alias/pwned", opts).unwrap();
+            w.finish().unwrap().into_inner()
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path().join("store")).unwrap();
+        let outside = tmp.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        let evil = store
+            .put_bytes(&zip_of(outside.to_str().unwrap()))
+            .unwrap()
+            .digest;
+        let tree = tmp.path().join("tree");
+        fs::create_dir(&tree).unwrap();
+        let e = super::unpack(&store, &evil, "https://x.invalid/evil.zip", 1, &tree).unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("https://x.invalid/evil.zip") && e.contains("entry `pkg/alias`"),
+            "{e}"
+        );
+        assert!(
+            !store.has_blob(&evil),
+            "a refused archive stays in the store"
+        );
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+
+        // A link that stays inside is made as a link, not as a file holding its target.
+        let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default();
+        w.start_file("pkg/real", opts).unwrap();
+        w.write_all(b"data").unwrap();
+        w.add_symlink("pkg/alias", "real", opts).unwrap();
+        let good = store
+            .put_bytes(&w.finish().unwrap().into_inner())
+            .unwrap()
+            .digest;
+        let tree = tmp.path().join("tree2");
+        fs::create_dir(&tree).unwrap();
+        super::unpack(&store, &good, "https://x.invalid/good.zip", 1, &tree).unwrap();
+        assert!(
+            fs::symlink_metadata(tree.join("alias"))
+                .unwrap()
+                .is_symlink()
+        );
+        assert_eq!(fs::read(tree.join("alias")).unwrap(), b"data");
     }
 }

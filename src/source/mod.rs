@@ -6,6 +6,7 @@
 mod archive;
 mod git;
 mod tree;
+mod unpack;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

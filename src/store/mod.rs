@@ -94,6 +94,16 @@ impl Store {
         self.blob_path(d).is_file()
     }
 
+    /// Removes a blob (a refused source archive); absent is fine.
+    pub fn remove_blob(&self, d: &Digest) -> Result<()> {
+        match fs::remove_file(self.blob_path(d)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("removing blob {d}"))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Streams `r` into the store and returns its digest.
     pub fn put_reader(&self, r: impl Read) -> Result<Stored> {
         self.put_checked(r, None)
