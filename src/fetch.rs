@@ -13,7 +13,9 @@ use serde::Serialize;
 
 use crate::publish::location::Location;
 use crate::publish::progress::Progress;
-use crate::publish::release::{Artifact, Channel, Release, check_channel, keys};
+use crate::publish::release::{
+    Artifact, Channel, Release, check_artifact_name, check_channel, keys, shown,
+};
 use crate::publish::remote::Remote;
 use crate::publish::sign::Verifier;
 use crate::store::{Digest, Hasher, hash_reader};
@@ -48,13 +50,13 @@ pub struct FetchReport {
 pub fn fetch(req: &Request) -> Result<FetchReport> {
     let remote = Remote::open(req.from)?;
     let verifier = req.verify_key.map(Verifier::load).transpose()?;
-    let (artifact_name, digest, manifest) = match req.what.strip_prefix("sha256:") {
+    let (artifact_name, digest, manifest, listed_size) = match req.what.strip_prefix("sha256:") {
         Some(_) => {
             let d = Digest::parse(req.what)?;
             if let Some(v) = &verifier {
                 check_signed_sums(&remote, req.from, v, &d)?;
             }
-            (d.hex(), d, None)
+            (d.hex(), d, None, None)
         }
         None => {
             let channel = req.channel.ok_or_else(|| {
@@ -86,12 +88,27 @@ pub fn fetch(req: &Request) -> Result<FetchReport> {
                     names(&release.artifacts)
                 )
             })?;
-            (a.name.clone(), a.sha256, Some(pointer.manifest))
+            (
+                a.name.clone(),
+                a.sha256,
+                Some(pointer.manifest),
+                Some(a.size),
+            )
         }
     };
     let size = remote
         .head(&keys::blob(&digest))?
         .ok_or_else(|| anyhow!("{}/{} does not exist", req.from, keys::blob(&digest)))?;
+    if let Some(listed) = listed_size
+        && listed != size
+    {
+        bail!(
+            "{}/{}: the server holds {size} bytes, but the manifest lists {listed}; nothing \
+             was written",
+            req.from,
+            keys::blob(&digest)
+        );
+    }
     let file_name = artifact_name.rsplit('/').next().unwrap_or(&artifact_name);
     let dest = match req.out {
         // Like `cp` and `aws s3 cp`: into an existing directory, under the artifact's name.
@@ -141,8 +158,7 @@ pub fn resolve_channel(
             }
         );
     };
-    let pointer: Channel = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{from}/{ckey} is not a channel pointer"))?;
+    let pointer = Channel::decode(&bytes, channel, &format!("{from}/{ckey}"))?;
     let mkey = keys::manifest(&pointer.manifest);
     let m = remote
         .get(&mkey)?
@@ -151,8 +167,10 @@ pub fn resolve_channel(
     Ok((pointer, release, m))
 }
 
+/// The channels a store holds, from its listing (or, over HTTPS, its `index.json`); a name no
+/// channel may have is left out with a warning.
 fn channel_names(remote: &Remote) -> Result<Vec<String>> {
-    let names = match remote.list("channels/")? {
+    let names: Vec<String> = match remote.list("channels/")? {
         Some(objects) => objects
             .iter()
             .filter_map(|o| {
@@ -174,7 +192,16 @@ fn channel_names(remote: &Remote) -> Result<Vec<String>> {
             None => Vec::new(),
         },
     };
-    Ok(names)
+    Ok(names
+        .into_iter()
+        .filter(|n| match check_channel(n) {
+            Ok(()) => true,
+            Err(_) => {
+                eprintln!("warning: left out channel {}: not a channel name", shown(n));
+                false
+            }
+        })
+        .collect())
 }
 
 fn names(artifacts: &[Artifact]) -> String {
@@ -203,14 +230,32 @@ fn check_signed_sums(remote: &Remote, from: &Location, v: &Verifier, d: &Digest)
         &String::from_utf8_lossy(&sig),
         &format!("{from}/{}", keys::SUMS),
     )?;
-    let hex = d.hex();
-    if !String::from_utf8_lossy(&sums)
-        .lines()
-        .any(|l| l.split_whitespace().next() == Some(hex.as_str()))
-    {
+    if !sums_lines(&sums, &format!("{from}/{}", keys::SUMS)).any(|(listed, _)| listed == *d) {
         bail!("{d} is not listed in the signed {from}/{}", keys::SUMS);
     }
     Ok(())
+}
+
+/// The well-formed lines of a `SHA256SUMS` (`<hex>  <channel>/<name>`, as `sha256sum`
+/// writes); any other line is skipped with a warning. Only digests are used: a name there
+/// never becomes a path.
+fn sums_lines<'a>(sums: &'a [u8], what: &'a str) -> impl Iterator<Item = (Digest, &'a str)> {
+    let text = std::str::from_utf8(sums).unwrap_or_else(|e| {
+        eprintln!("warning: {what} is not UTF-8 past byte {}", e.valid_up_to());
+        std::str::from_utf8(&sums[..e.valid_up_to()]).expect("valid up to here")
+    });
+    text.lines().enumerate().filter_map(move |(i, line)| {
+        let parsed = line.split_once("  ").and_then(|(hex, name)| {
+            let d = Digest::parse(hex).ok()?;
+            let (channel, artifact) = name.split_once('/')?;
+            (check_channel(channel).is_ok() && check_artifact_name(artifact).is_ok())
+                .then_some((d, name))
+        });
+        if parsed.is_none() {
+            eprintln!("warning: {what} line {}: skipped: {}", i + 1, shown(line));
+        }
+        parsed
+    })
 }
 
 /// Downloads into `.<name>.<hex>.part` (resuming it), verifies, renames into place.
@@ -260,7 +305,7 @@ fn download_verified(
                 hasher: &mut hasher,
                 progress: &progress,
             };
-            report.downloaded += remote.download(&key, have, &mut w)?;
+            report.downloaded += remote.download(&key, have, size - have, &mut w)?;
             w.inner.flush()?;
             drop(w);
             progress.finish();
@@ -354,7 +399,14 @@ pub fn ls(from: &Location) -> Result<Listing> {
     let remote = Remote::open(from)?;
     let mut channels = Vec::new();
     for name in channel_names(&remote)? {
-        let (pointer, release, _) = resolve_channel(&remote, from, &name)?;
+        // One forged or broken channel must not hide the others.
+        let (pointer, release, _) = match resolve_channel(&remote, from, &name) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("warning: left out channel {name}: {e:#}");
+                continue;
+            }
+        };
         channels.push(ChannelListing {
             name,
             manifest: pointer.manifest,

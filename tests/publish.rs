@@ -20,23 +20,6 @@ fn publish(s3: &S3Server, env: &Env, prefix: &str, channel: &str, extra: &[&str]
     s3.run(env, &args).ok().json()
 }
 
-/// `fetch WHAT --channel CHANNEL -o OUT` from the test prefix, which must succeed.
-fn fetch(s3: &S3Server, env: &Env, what: &str, channel: &str, out: &str) -> Value {
-    let from = s3.url("lab");
-    let args = [
-        "--json",
-        "fetch",
-        what,
-        "--from",
-        &from,
-        "--channel",
-        channel,
-        "-o",
-        out,
-    ];
-    s3.run(env, &args).ok().json()
-}
-
 fn hex(v: &Value) -> String {
     v.as_str().unwrap().trim_start_matches("sha256:").to_owned()
 }
@@ -213,11 +196,11 @@ fn publish_then_the_aws_cli_downloads_the_same_bytes_and_republish_sends_nothing
     assert!(!err.contains("panicked"), "ls | true: {err}");
 
     // And bootforge's own fetch, by name from a channel.
-    let got = fetch(&s3, &env, "a.bin", "stable", "got/a.bin");
+    let got = s3.fetch(&env, "a.bin", "stable", "got/a.bin").ok().json();
     assert_eq!(hex(&got["sha256"]), a_hex);
     assert_eq!(fs::read(env.path().join("got/a.bin")).unwrap(), a);
     // Into an existing directory, under the artifact's own name.
-    fetch(&s3, &env, "b.bin", "stable", "got");
+    s3.fetch(&env, "b.bin", "stable", "got").ok().json();
     assert_eq!(fs::read(env.path().join("got/b.bin")).unwrap(), b);
 }
 
@@ -340,7 +323,10 @@ fn a_server_killed_mid_publish_leaves_the_old_channel_whole_and_a_rerun_finishes
         serde_json::from_slice(&fs::read(s3.object_path("lab/channels/nightly.json")).unwrap())
             .unwrap();
     assert_eq!(hex(&channel["manifest"]), old_manifest);
-    let got = fetch(&s3, &env, "payload.bin", "nightly", "old.bin");
+    let got = s3
+        .fetch(&env, "payload.bin", "nightly", "old.bin")
+        .ok()
+        .json();
     assert_eq!(got["size"], 1 << 20);
     assert_eq!(fs::read(env.path().join("old.bin")).unwrap(), old);
 
@@ -348,7 +334,10 @@ fn a_server_killed_mid_publish_leaves_the_old_channel_whole_and_a_rerun_finishes
     let done = publish(&s3, &env, "lab", "nightly", &[]);
     assert_eq!(done["channel_changed"], true);
     assert_eq!(hex(&done["previous"]), old_manifest);
-    let got = fetch(&s3, &env, "payload.bin", "nightly", "new.bin");
+    let got = s3
+        .fetch(&env, "payload.bin", "nightly", "new.bin")
+        .ok()
+        .json();
     assert_eq!(hex(&got["sha256"]), new_hex);
 }
 

@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use crate::store::{Digest, Store, hash_reader};
 use location::Location;
 use progress::{Progress, human_bytes};
-use release::{Channel, Release, check_channel, keys};
+use release::{Channel, Release, check_channel, keys, shown};
 use s3::{Bucket, MULTIPART_THRESHOLD, ObjectKind};
 use sign::Signer;
 use views::ChannelState;
@@ -197,10 +197,11 @@ pub fn publish(store: &Store, req: &Request) -> Result<PublishReport> {
         // 3. The channel pointer, last.
         let ckey = keys::channel(req.channel);
         let current = match b.get(&ckey).await? {
-            Some(bytes) => Some(
-                serde_json::from_slice::<Channel>(&bytes)
-                    .with_context(|| format!("{}: {ckey} is not a channel pointer", req.to))?,
-            ),
+            Some(bytes) => Some(Channel::decode(
+                &bytes,
+                req.channel,
+                &format!("{}/{ckey}", req.to),
+            )?),
             None => None,
         };
         if current.as_ref().map(|c| c.manifest) != Some(digest) {
@@ -376,16 +377,16 @@ async fn upload_blob(
     progress: Arc<Progress>,
 ) -> Result<usize> {
     let path = store.blob_path(&w.digest);
-    let d = w.digest;
+    let (d, size) = (w.digest, w.size);
     // A corrupt local blob must not reach the bucket under the name of good content.
     let file = tokio::task::spawn_blocking(move || -> Result<File> {
         let f = File::open(&path)
             .with_context(|| format!("{d} is not in the local store ({})", path.display()))?;
-        let (got, _) = hash_reader(&f)?;
-        if got != d {
+        let (got, len) = hash_reader(&f)?;
+        if got != d || len != size {
             bail!(
-                "local store blob {} is corrupt (content is {got}); run `bootforge cache \
-                 verify`",
+                "local store blob {} is corrupt or not the {size} bytes the manifest lists \
+                 (content is {got}, {len} bytes); run `bootforge cache verify`",
                 path.display()
             );
         }
@@ -427,16 +428,24 @@ async fn write_views(
     let mut states = Vec::new();
     let mut releases: BTreeMap<Digest, Release> = BTreeMap::new();
     for o in b.list("channels/").await? {
+        // Whatever else is in the bucket may be forged or broken: such a channel is left out
+        // of the views, never lets its names into them.
+        let Some(name) = o
+            .rel
+            .strip_prefix("channels/")
+            .and_then(|n| n.strip_suffix(".json"))
+            .filter(|n| check_channel(n).is_ok())
+        else {
+            eprintln!("warning: {}: not a channel; left out", shown(&o.rel));
+            continue;
+        };
         let Some(bytes) = b.get(&o.rel).await? else {
             continue;
         };
-        let channel: Channel = match serde_json::from_slice(&bytes) {
+        let channel = match Channel::decode(&bytes, name, &o.rel) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!(
-                    "warning: {} is not a channel pointer ({e}); left out",
-                    o.rel
-                );
+                eprintln!("warning: {e:#}; left out");
                 continue;
             }
         };
@@ -449,7 +458,13 @@ async fn write_views(
                 );
                 continue;
             };
-            slot.insert(Release::decode(&m, &channel.manifest, &mkey)?);
+            match Release::decode(&m, &channel.manifest, &mkey) {
+                Ok(r) => slot.insert(r),
+                Err(e) => {
+                    eprintln!("warning: channel {} left out: {e:#}", channel.channel);
+                    continue;
+                }
+            };
         }
         let release = releases[&channel.manifest].clone();
         states.push(ChannelState { channel, release });

@@ -16,6 +16,21 @@ use crate::store::{Digest, Produced};
 /// Bumped when the release manifest or channel format changes.
 pub const SCHEMA: u32 = 1;
 
+/// The largest manifest, channel, signature or view read from a published store. Anyone who
+/// can write to a bucket can forge these, so a reader never holds more than this in memory.
+pub const MAX_DOCUMENT: u64 = 16 << 20;
+
+/// The most artifacts a release may list.
+pub const MAX_ARTIFACTS: usize = 10_000;
+
+/// The largest size an artifact may claim: 2^53 - 1, the largest integer every JSON reader
+/// (Raspberry Pi Imager's among them) represents exactly.
+pub const MAX_SIZE: u64 = (1 << 53) - 1;
+
+/// The longest artifact name, and the longest part of one.
+const MAX_NAME: usize = 1024;
+const MAX_NAME_PART: usize = 255;
+
 /// One artifact of a release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,7 +121,48 @@ impl Release {
         if r.schema != SCHEMA {
             bail!("{what}: manifest schema {} is not {SCHEMA}", r.schema);
         }
+        r.check().map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
         Ok(r)
+    }
+
+    /// Checks what a forged manifest could abuse: names that become file names and terminal
+    /// output, sizes, and the number of artifacts.
+    fn check(&self) -> Result<(), String> {
+        if self.kind != "bootforge-release" {
+            return Err(format!(
+                "kind {} is not bootforge-release",
+                shown(&self.kind)
+            ));
+        }
+        if self.artifacts.len() > MAX_ARTIFACTS {
+            return Err(format!(
+                "lists {} artifacts, more than the {MAX_ARTIFACTS} a release may have",
+                self.artifacts.len()
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, a) in self.artifacts.iter().enumerate() {
+            let bad = |why: String| format!("artifact {} ({}): {why}", i + 1, shown(&a.name));
+            check_artifact_name(&a.name).map_err(bad)?;
+            if !names.insert(a.name.as_str()) {
+                return Err(bad("listed twice".into()));
+            }
+            if a.kind != "build" && a.kind != "package" {
+                return Err(bad(format!(
+                    "kind {} is neither build nor package",
+                    shown(&a.kind)
+                )));
+            }
+            check_label("from", &a.from).map_err(bad)?;
+            check_label("media_type", &a.media_type).map_err(bad)?;
+            if a.size > MAX_SIZE {
+                return Err(bad(format!(
+                    "size {} is larger than {MAX_SIZE} bytes",
+                    a.size
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The artifact `what` names: its name, its file name, or the target that made it.
@@ -138,6 +194,70 @@ pub struct Channel {
     /// What the channel pointed to before, for a quick rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<Digest>,
+}
+
+impl Channel {
+    /// Parses the pointer read from `key` for channel `name`, refusing one that names
+    /// another channel or holds text no terminal should be sent.
+    pub fn decode(bytes: &[u8], name: &str, what: &str) -> Result<Channel> {
+        let c: Channel = serde_json::from_slice(bytes)
+            .map_err(|e| anyhow::anyhow!("{what} is not a channel pointer: {e}"))?;
+        if c.schema != SCHEMA {
+            bail!("{what}: channel schema {} is not {SCHEMA}", c.schema);
+        }
+        if c.channel != name {
+            bail!(
+                "{what} says it is channel {}, not {name}",
+                shown(&c.channel)
+            );
+        }
+        check_label("updated", &c.updated).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+        Ok(c)
+    }
+}
+
+/// Checks an artifact name: relative, `/`-separated, plain parts (its last part becomes the
+/// file name `fetch` writes), printable, and of bounded length.
+pub fn check_artifact_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(format!(
+            "a name must be 1 to {MAX_NAME} bytes long, not {}",
+            name.len()
+        ));
+    }
+    if name.chars().any(|c| c.is_control() || c == '\\') {
+        return Err("a name may hold no control characters or backslashes".into());
+    }
+    for part in name.split('/') {
+        if part.is_empty() || part == "." || part == ".." || part.len() > MAX_NAME_PART {
+            return Err(format!(
+                "a name is `/`-separated parts of 1 to {MAX_NAME_PART} bytes, none `.` or `..`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a short label (a recipe, target, media type or time): 1 to 255 printable
+/// characters.
+fn check_label(field: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() || value.len() > 255 || value.chars().any(char::is_control) {
+        return Err(format!(
+            "{field} {} must be 1 to 255 printable characters",
+            shown(value)
+        ));
+    }
+    Ok(())
+}
+
+/// A value from a document, fit for an error message: escaped, and cut short when long.
+pub fn shown(value: &str) -> String {
+    const SHOWN: usize = 64;
+    if value.chars().count() <= SHOWN {
+        return format!("{value:?}");
+    }
+    let head: String = value.chars().take(SHOWN).collect();
+    format!("{head:?}… ({} bytes)", value.len())
 }
 
 /// Checks a channel name: it becomes a key and a file name.
@@ -224,5 +344,33 @@ mod tests {
         for bad in ["", "Nightly", "../x", "a/b", "-x"] {
             assert!(check_channel(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn artifact_names_are_plain_relative_paths() {
+        for good in ["bootforge.iso", "ipxe/bin-x86_64-efi/ipxe.efi", "a b+c~1"] {
+            check_artifact_name(good).unwrap();
+        }
+        let long = "x".repeat(1025);
+        let part = format!("{}/y", "x".repeat(256));
+        for bad in [
+            "",
+            "/abs",
+            "a/",
+            "a//b",
+            ".",
+            "..",
+            "a/../b",
+            "a/.",
+            "a\\b",
+            "a\u{0}b",
+            "\u{1b}[0m",
+            &long,
+            &part,
+        ] {
+            assert!(check_artifact_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(shown("a\u{1b}"), "\"a\\u{1b}\"");
+        assert!(shown(&long).ends_with("… (1025 bytes)"));
     }
 }

@@ -8,7 +8,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use tokio::runtime::Runtime;
 
 use super::location::Location;
-use super::s3::{Bucket, Object};
+use super::release::MAX_DOCUMENT;
+use super::s3::{Bucket, Object, over_limit};
 
 /// A published store opened for reading.
 pub enum Remote {
@@ -42,13 +43,14 @@ impl Remote {
         }
     }
 
-    /// The whole object at `rel`, or `None` when it does not exist.
+    /// The document at `rel` (at most [`MAX_DOCUMENT`] bytes), or `None` when it does not
+    /// exist.
     pub fn get(&self, rel: &str) -> Result<Option<Vec<u8>>> {
         match self {
             Remote::S3 { rt, bucket } => rt.block_on(bucket.get(rel)),
             Remote::Https { .. } => {
                 let mut out = Vec::new();
-                match self.https_get(rel, 0, &mut out)? {
+                match self.https_get(rel, 0, MAX_DOCUMENT, &mut out)? {
                     Some(_) => Ok(Some(out)),
                     None => Ok(None),
                 }
@@ -76,12 +78,13 @@ impl Remote {
         }
     }
 
-    /// Streams the object from byte `offset` into `w`; returns the bytes written.
-    pub fn download(&self, rel: &str, offset: u64, w: &mut dyn Write) -> Result<u64> {
+    /// Streams the object from byte `offset` into `w`, at most `limit` bytes; returns the
+    /// bytes written.
+    pub fn download(&self, rel: &str, offset: u64, limit: u64, w: &mut dyn Write) -> Result<u64> {
         match self {
-            Remote::S3 { rt, bucket } => rt.block_on(bucket.download(rel, offset, w)),
+            Remote::S3 { rt, bucket } => rt.block_on(bucket.download(rel, offset, limit, w)),
             Remote::Https { base, .. } => self
-                .https_get(rel, offset, w)?
+                .https_get(rel, offset, limit, w)?
                 .ok_or_else(|| anyhow!("{base}/{rel}: not found (HTTP 404)")),
         }
     }
@@ -96,7 +99,13 @@ impl Remote {
 
     /// GET from `offset`; `None` on 404. A server that ignores the range is an error, since
     /// appending its whole body would corrupt the file.
-    fn https_get(&self, rel: &str, offset: u64, w: &mut dyn Write) -> Result<Option<u64>> {
+    fn https_get(
+        &self,
+        rel: &str,
+        offset: u64,
+        limit: u64,
+        w: &mut dyn Write,
+    ) -> Result<Option<u64>> {
         let Remote::Https { base, agent } = self else {
             unreachable!("https_get on a bucket")
         };
@@ -125,8 +134,11 @@ impl Remote {
             if k == 0 {
                 break;
             }
-            w.write_all(&buf[..k])?;
             n += k as u64;
+            if n > limit {
+                return Err(over_limit(&url, limit));
+            }
+            w.write_all(&buf[..k])?;
         }
         Ok(Some(n))
     }

@@ -21,6 +21,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use tokio::sync::Semaphore;
 
 use super::progress::Progress;
+use super::release::MAX_DOCUMENT;
 
 /// Parts of a multipart upload; S3 needs at least 5 MiB for all but the last.
 pub const PART_SIZE: u64 = 8 << 20;
@@ -185,7 +186,7 @@ impl Bucket {
         }
     }
 
-    /// The whole object, or `None` when it does not exist.
+    /// A whole document (at most [`MAX_DOCUMENT`] bytes), or `None` when it does not exist.
     pub async fn get(&self, rel: &str) -> Result<Option<Vec<u8>>> {
         let out = match self
             .client
@@ -199,16 +200,39 @@ impl Bucket {
             Err(e) if status(&e) == Some(404) => return Ok(None),
             Err(e) => return Err(self.explain(e, &self.url(rel))),
         };
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .with_context(|| format!("reading {}", self.url(rel)))?;
-        Ok(Some(bytes.to_vec()))
+        let too_big = || {
+            anyhow!(
+                "{}: larger than {MAX_DOCUMENT} bytes, too large for a bootforge document",
+                self.url(rel)
+            )
+        };
+        if out
+            .content_length()
+            .is_some_and(|n| n as u64 > MAX_DOCUMENT)
+        {
+            return Err(too_big());
+        }
+        let mut body = out.body;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.with_context(|| format!("reading {}", self.url(rel)))?;
+            if (bytes.len() + chunk.len()) as u64 > MAX_DOCUMENT {
+                return Err(too_big());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Some(bytes))
     }
 
-    /// Streams the object from byte `offset` into `w`; returns the bytes written.
-    pub async fn download(&self, rel: &str, offset: u64, w: &mut dyn Write) -> Result<u64> {
+    /// Streams the object from byte `offset` into `w`, at most `limit` bytes (a server that
+    /// sends more is an error, so it cannot fill the disk); returns the bytes written.
+    pub async fn download(
+        &self,
+        rel: &str,
+        offset: u64,
+        limit: u64,
+        w: &mut dyn Write,
+    ) -> Result<u64> {
         let mut req = self
             .client
             .get_object()
@@ -225,8 +249,11 @@ impl Bucket {
         let mut n = 0u64;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.with_context(|| format!("downloading {}", self.url(rel)))?;
-            w.write_all(&chunk)?;
             n += chunk.len() as u64;
+            if n > limit {
+                return Err(over_limit(&self.url(rel), limit));
+            }
+            w.write_all(&chunk)?;
         }
         Ok(n)
     }
@@ -438,6 +465,11 @@ impl Bucket {
             _ => anyhow!("{what}: {detail}"),
         }
     }
+}
+
+/// A server that sends more than it said it holds.
+pub fn over_limit(url: &str, limit: u64) -> anyhow::Error {
+    anyhow!("{url}: the server sent more than the {limit} bytes expected; nothing more is written")
 }
 
 fn denied(what: &str, server: &str, why: impl Display) -> anyhow::Error {

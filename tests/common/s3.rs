@@ -140,6 +140,23 @@ impl S3Server {
             .into()
     }
 
+    /// `fetch WHAT --channel CHANNEL -o OUT` from the prefix `lab` of the test bucket.
+    pub fn fetch(&self, env: &Env, what: &str, channel: &str, out: &str) -> Run {
+        let from = self.url("lab");
+        let args = [
+            "--json",
+            "fetch",
+            what,
+            "--from",
+            &from,
+            "--channel",
+            channel,
+            "-o",
+            out,
+        ];
+        self.run(env, &args)
+    }
+
     /// Runs the `aws` CLI against this server.
     pub fn aws(&self, dir: &Path, args: &[&str]) -> Run {
         let mut c = Command::new("aws");
