@@ -168,13 +168,9 @@ fn refuses_a_mounted_target() {
     let mount_point = env.path().join("mnt");
     fs::create_dir(&mount_point).unwrap();
     let _serial = LOOPS.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(lo) = LoopDevice::attach(&backing).and_then(|lo| lo.mount_on(&mount_point)) else {
-        eprintln!("path taken: no loop device or mount here; checking the device holding /");
-        return refuses_the_device_holding_root(&env, &image);
-    };
+    let lo = LoopDevice::attach(&backing).mount_on(&mount_point);
     let shown = fs::canonicalize(&mount_point).unwrap();
     let shown = shown.to_str().unwrap();
-    eprintln!("path taken: {} mounted on {shown}", lo.dev);
     let before = fs::read(&backing).unwrap();
     flash(&env, &image, &backing, &["--yes"]).fails().says(&[
         "backing file of",
@@ -193,10 +189,12 @@ fn refuses_a_mounted_target() {
 
 /// Without --yes and without a terminal, so that a broken refusal stops at the confirmation
 /// instead of writing over the running system.
-fn refuses_the_device_holding_root(env: &Env, image: &Path) {
-    let device = root_block_device().expect("/ is on no block device: neither check can run");
-    eprintln!("device holding /: {}", device.display());
-    flash(env, image, &device, &[])
+#[test]
+fn refuses_the_device_holding_root() {
+    let env = env();
+    let (image, _) = write_image(&env, MIB, 10);
+    let device = root_block_device().expect("/ is on no block device: this check cannot run");
+    flash(&env, &image, &device, &[])
         .fails()
         .says(&["holds the running system"]);
 }
@@ -221,10 +219,7 @@ fn refuses_an_image_larger_than_a_loop_device() {
     let backing = env.path().join("small.raw");
     fs::write(&backing, vec![0; MIB]).unwrap();
     let _serial = LOOPS.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(lo) = LoopDevice::attach(&backing) else {
-        eprintln!("path taken: no loop devices here; nothing to check");
-        return;
-    };
+    let lo = LoopDevice::attach(&backing);
     flash(&env, &image, Path::new(&lo.dev), &["--yes"])
         .fails()
         .says(&["is larger than", &lo.dev]);
@@ -237,10 +232,7 @@ fn flashes_onto_a_loop_device() {
     let backing = env.path().join("disk.raw");
     fs::write(&backing, vec![0xAA; 4 * MIB]).unwrap();
     let _serial = LOOPS.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(lo) = LoopDevice::attach(&backing) else {
-        eprintln!("path taken: no loop devices here; nothing to check");
-        return;
-    };
+    let lo = LoopDevice::attach(&backing);
     let run = flash(&env, &image, Path::new(&lo.dev), &["--yes"]).ok();
     assert_report(&run, &bytes);
     let after = fs::read(&lo.dev).unwrap();
@@ -264,26 +256,27 @@ struct LoopDevice {
 }
 
 impl LoopDevice {
-    /// None where loop devices are not available (not root, no /dev/loop-control).
-    fn attach(file: &Path) -> Option<LoopDevice> {
+    /// Panics where loop devices are not available: these tests need root and
+    /// /dev/loop-control (as `.ci/run` has), and must not pass by checking nothing.
+    fn attach(file: &Path) -> LoopDevice {
         let out = Command::new("losetup")
             .args(["--find", "--show"])
             .arg(file)
             .output()
-            .ok()?;
-        if !out.status.success() {
-            eprintln!("losetup: {}", String::from_utf8_lossy(&out.stderr));
-            return None;
-        }
-        let dev = String::from_utf8(out.stdout).ok()?.trim().to_owned();
-        Some(LoopDevice {
-            dev,
+            .expect("running losetup (util-linux)");
+        assert!(
+            out.status.success(),
+            "losetup --find --show failed: {}; these tests need root and loop devices",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        LoopDevice {
+            dev: String::from_utf8(out.stdout).unwrap().trim().to_owned(),
             mounted_on: None,
-        })
+        }
     }
 
     /// Makes a filesystem the kernel can mount here (ext2, else FAT) and mounts it.
-    fn mount_on(mut self, dir: &Path) -> Option<LoopDevice> {
+    fn mount_on(mut self, dir: &Path) -> LoopDevice {
         for mkfs in [&["mkfs.ext2", "-F", "-q"][..], &["mkfs.fat"]] {
             let made = Command::new(mkfs[0])
                 .args(&mkfs[1..])
@@ -292,10 +285,10 @@ impl LoopDevice {
                 .is_ok_and(|o| o.status.success());
             if made && succeeds(Command::new("mount").arg(&self.dev).arg(dir)) {
                 self.mounted_on = Some(dir.to_owned());
-                return Some(self);
+                return self;
             }
         }
-        None
+        panic!("could not make and mount a filesystem on {}", self.dev);
     }
 }
 
