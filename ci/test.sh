@@ -26,7 +26,28 @@ if [ ! -x "$tools/bin/s3s-fs" ]; then
   cargo install --locked --quiet s3s-fs@0.14.1 --features binary --root "$tools"
 fi
 export S3S_FS="$tools/bin/s3s-fs"
+# Garage, the S3 server we recommend self-hosting, for the publisher races (about 10
+# minutes to compile, once).
+if [ ! -x "$tools/bin/garage" ]; then
+  cargo install --locked --quiet garage@2.5.0 --root "$tools"
+fi
+export GARAGE="$tools/bin/garage"
+# cargo-fuzz, for the fuzz targets in tests/fuzz, built with the nightly toolchain our
+# machines have installed.
+if [ ! -x "$tools/bin/cargo-fuzz" ]; then
+  cargo install --locked --quiet cargo-fuzz@0.13.2 --root "$tools"
+fi
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  echo "ci/test.sh: the fuzz targets need a nightly toolchain (rustup toolchain install nightly)" >&2
+  exit 1
+fi
+
+# The kill-point test (tests/reliability/kill.rs): how many random SIGKILLs.
+export BOOTFORGE_KILL_POINTS="${BOOTFORGE_KILL_POINTS:-100}"
 
 cargo fmt --all -- --check
+cargo fmt --manifest-path tests/fuzz/Cargo.toml -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked
+# Every fuzz target for a bounded time (BOOTFORGE_FUZZ_SECONDS, default 60).
+BOOTFORGE_TOOLS="$tools" bash ci/fuzz.sh "${BOOTFORGE_FUZZ_SECONDS:-60}"

@@ -38,7 +38,12 @@ impl ConfigFile {
         };
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading config {}", path.display()))?;
-        Ok(parse_yaml(&path, &text)?)
+        ConfigFile::parse(&path, &text)
+    }
+
+    /// Parses `text` as the config file at `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<ConfigFile> {
+        Ok(parse_yaml(path, text)?)
     }
 }
 

@@ -181,14 +181,7 @@ fn channel_names(remote: &Remote) -> Result<Vec<String>> {
             })
             .collect(),
         None => match remote.get(keys::INDEX)? {
-            Some(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| {
-                    v.get("channels")?
-                        .as_object()
-                        .map(|m| m.keys().cloned().collect())
-                })
-                .unwrap_or_default(),
+            Some(bytes) => index_channels(&bytes),
             None => Vec::new(),
         },
     };
@@ -202,6 +195,18 @@ fn channel_names(remote: &Remote) -> Result<Vec<String>> {
             }
         })
         .collect())
+}
+
+/// The channel names an `index.json` lists (none when it is not one).
+pub fn index_channels(bytes: &[u8]) -> Vec<String> {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| {
+            v.get("channels")?
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+        })
+        .unwrap_or_default()
 }
 
 fn names(artifacts: &[Artifact]) -> String {
@@ -239,7 +244,7 @@ fn check_signed_sums(remote: &Remote, from: &Location, v: &Verifier, d: &Digest)
 /// The well-formed lines of a `SHA256SUMS` (`<hex>  <channel>/<name>`, as `sha256sum`
 /// writes); any other line is skipped with a warning. Only digests are used: a name there
 /// never becomes a path.
-fn sums_lines<'a>(sums: &'a [u8], what: &'a str) -> impl Iterator<Item = (Digest, &'a str)> {
+pub fn sums_lines<'a>(sums: &'a [u8], what: &'a str) -> impl Iterator<Item = (Digest, &'a str)> {
     let text = std::str::from_utf8(sums).unwrap_or_else(|e| {
         eprintln!("warning: {what} is not UTF-8 past byte {}", e.valid_up_to());
         std::str::from_utf8(&sums[..e.valid_up_to()]).expect("valid up to here")

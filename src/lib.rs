@@ -7,12 +7,15 @@
 //! release manifests, channels, views) → [`fetch`] and [`flash`] (verified downloads, and
 //! writing them to a device). [`cli`] only
 //! parses arguments and calls the stages; [`config`] merges flags, environment and file.
+//! `fuzzing` holds the entry points of the fuzz targets in `tests/fuzz/`.
 
 pub mod build;
 pub mod cli;
 pub mod config;
 pub mod fetch;
 pub mod flash;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod package;
 pub mod publish;
 pub mod recipe;

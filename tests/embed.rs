@@ -151,7 +151,8 @@ fn compressed_outputs_are_remade_from_their_patched_uncompressed_form() {
     };
     let first = run("hello-from-embed");
     assert_eq!(first["cached"], false);
-    assert_eq!(first["containers_started"], 1, "{first}");
+    // The build of the one-step recipe, then gzip remaking the archive.
+    assert_eq!(first["containers_started"], 2, "{first}");
     for o in first["outputs"].as_array().unwrap() {
         assert_eq!(o["patched"], true, "{o}");
     }

@@ -9,19 +9,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::boot::{HttpServer, ovmf_pxe, qemu, qemu_until, seabios_pxe};
-use common::media::{package, rpi_profile, run_tool, write_profile};
+use common::media::{
+    grub_profile, grubpc_recipe, iso_profile, package, rpi_profile, run_tool, usb_profile,
+    write_profile,
+};
 use common::{Env, Run};
-
-/// A profile booting x86_64 UEFI with the GRUB network image of `grubnet_recipe`.
-fn grub_profile(env: &Env) -> String {
-    env.grubnet_recipe();
-    write_profile(
-        env,
-        "grub",
-        "description: x86_64 UEFI through GRUB\nloaders:\n  bios: none\n  uefi-x64: grub\n  uefi-arm64: none\n\
-         recipes:\n  grub: ../grubnet.yaml\n",
-    )
-}
 
 /// Packages `target` into `out/` and checks the file there is the one the report names.
 fn packaged(env: &Env, target: &str, profile: &str, url: &str, file: &str) -> std::path::PathBuf {
@@ -249,35 +241,6 @@ fn profile_errors_are_clear() {
     env.run(&["package", "--target", "pxe-bundle", "--profile", &profile])
         .fails()
         .says(&["grub.yaml:3:", "loaders.bios", "unknown variant `pxelinux`"]);
-}
-
-/// A profile for a hybrid ISO from Debian's ISOLINUX and iPXE (which gets the script as an
-/// initrd) for BIOS, and the patched GRUB network image for x86_64 UEFI.
-fn iso_profile(env: &Env) -> String {
-    env.grubnet_recipe();
-    env.deb_recipe(
-        "deb-isolinux",
-        "isolinux",
-        &[
-            "usr/lib/ISOLINUX/isolinux.bin",
-            "usr/lib/ISOLINUX/isohdpfx.bin",
-        ],
-    );
-    env.deb_recipe(
-        "deb-syslinux-common",
-        "syslinux-common",
-        &["usr/lib/syslinux/modules/bios/ldlinux.c32"],
-    );
-    env.deb_recipe("deb-ipxe", "ipxe", &["boot/ipxe.lkrn"]);
-    write_profile(
-        env,
-        "iso",
-        "loaders:\n  bios: ipxe\n  uefi-x64: grub\n  uefi-arm64: none\nrecipes:\n  grub: ../grubnet.yaml\n\
-         files:\n  isolinux.bin: ../deb-isolinux.yaml:usr/lib/ISOLINUX/isolinux.bin\n\
-         \x20 isohdpfx.bin: ../deb-isolinux.yaml:usr/lib/ISOLINUX/isohdpfx.bin\n\
-         \x20 ldlinux.c32: ../deb-syslinux-common.yaml:usr/lib/syslinux/modules/bios/ldlinux.c32\n\
-         \x20 ipxe.lkrn: ../deb-ipxe.yaml:boot/ipxe.lkrn\n",
-    )
 }
 
 #[test]
@@ -511,49 +474,6 @@ fn the_rpi_image_has_an_mbr_and_a_fat32_boot_partition_with_the_firmware() {
 #[test]
 fn the_same_rpi_image_comes_out_in_another_directory_under_another_clock() {
     same_bytes_elsewhere("rpi-img", rpi_profile);
-}
-
-/// GRUB's BIOS images from Debian's grub-pc-bin: a core image for the USB disk's BIOS boot
-/// partition, a PXE image, and boot.img as it is.
-fn grubpc_recipe(env: &Env) {
-    let sha = env.import(&common::deb("grub-pc-bin"));
-    let mkimage = |prefix: &str, out: &str, modules: &str| {
-        format!(
-            "  - run: [grub-mkimage, -d, usr/lib/grub/i386-pc, -O, i386-pc, -p, \"{prefix}\", -o, {out}, {modules}]\n"
-        )
-    };
-    env.write_recipe(
-        "grubpc",
-        &format!(
-            "source:\n  url: https://debian.example.invalid/grub-pc-bin.deb\n  sha256: {sha}\n\
-             epoch: 1700000000\ntoolchain: test\nsteps:\n  - run: [mkdir, images]\n{}\
-             \x20 - run: [grub-mkimage, -d, usr/lib/grub/i386-pc, -O, i386-pc-pxe, -p, \"(tftp)/boot/grub\",\n\
-             \x20         -o, images/grub-pxe.0, pxe, tftp, http, net, normal, configfile, echo, test,\n\
-             \x20         sleep, halt, reboot]\n\
-             outputs: [images/core-usb-i386-pc.img, images/grub-pxe.0, usr/lib/grub/i386-pc/boot.img]\n",
-            mkimage(
-                "(hd0,gpt2)/boot/grub",
-                "images/core-usb-i386-pc.img",
-                "biosdisk, part_gpt, fat, normal, configfile, linux16, echo, test, serial, terminal"
-            ),
-        ),
-    );
-}
-
-/// A profile for a USB disk from Debian's GRUB (i386-pc core for BIOS, the patched EFI network
-/// image for UEFI) and iPXE (the script as an initrd).
-fn usb_profile(env: &Env) -> String {
-    env.grubnet_recipe();
-    env.deb_recipe("deb-ipxe", "ipxe", &["boot/ipxe.lkrn"]);
-    grubpc_recipe(env);
-    write_profile(
-        env,
-        "usb",
-        "loaders:\n  bios: ipxe\n  uefi-x64: grub\n  uefi-arm64: none\nrecipes:\n  grub: ../grubnet.yaml\n\
-         files:\n  ipxe.lkrn: ../deb-ipxe.yaml:boot/ipxe.lkrn\n\
-         \x20 grub-boot.img: ../grubpc.yaml:usr/lib/grub/i386-pc/boot.img\n\
-         \x20 grub-core-usb.img: ../grubpc.yaml:images/core-usb-i386-pc.img\n",
-    )
 }
 
 #[test]

@@ -663,7 +663,12 @@ impl Run<'_> {
                         .unwrap_or_default()
                 ),
                 Ok(m) if m.is_file() => {}
-                _ => return Err(missing(o)?),
+                Ok(_) => return Err(missing(o)?),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing(o)?),
+                Err(e) => bail!(
+                    "recipe {name}: output `{o}` cannot be reached inside the build tree ({e}): \
+                     a link the build made leads out of it"
+                ),
             }
             let f = dir
                 .open(o)

@@ -67,6 +67,8 @@ pub struct Inputs<'a> {
     profile: &'a LoadedProfile,
     vars: &'a BTreeMap<String, String>,
     resolved: BTreeMap<String, Resolved>,
+    /// Containers the builds and embeds started.
+    pub containers_started: u32,
 }
 
 fn to_file((name, blob, size, patched): (String, Digest, u64, bool)) -> (String, InputFile) {
@@ -93,6 +95,7 @@ impl<'a> Inputs<'a> {
             profile,
             vars,
             resolved: BTreeMap::new(),
+            containers_started: 0,
         }
     }
 
@@ -150,6 +153,7 @@ impl<'a> Inputs<'a> {
             let (input, outputs): (Input, Vec<(String, InputFile)>) =
                 if recipe.recipe.placeholder.is_some() {
                     let r = embed(self.settings, &recipe, None, self.vars)?;
+                    self.containers_started += r.containers_started;
                     let input = Input {
                         recipe: r.recipe.clone(),
                         build_action: r.build_action.clone(),
@@ -163,6 +167,7 @@ impl<'a> Inputs<'a> {
                     (input, outputs.map(to_file).collect())
                 } else {
                     let b = build::build(self.settings, &recipe, &Request::default())?;
+                    self.containers_started += b.containers_started;
                     let input = Input {
                         recipe: b.recipe.clone(),
                         build_action: b.action_key.clone(),

@@ -100,6 +100,9 @@ pub struct PackageReport {
     pub contents: Vec<Content>,
     #[serde(skip_deserializing)]
     pub cached: bool,
+    /// Containers the builds and embeds it needed started; 0 when all were cached.
+    #[serde(skip_deserializing)]
+    pub containers_started: u32,
 }
 
 /// A medium's files before assembly.
@@ -189,6 +192,9 @@ pub fn package(
         bail!("{where_}: every loader is `none`: nothing to package");
     }
     let store = &settings.store;
+    // Held until the entry naming the medium is written, so `cache gc` cannot take the
+    // blobs stored on the way.
+    let _store_lock = store.lock_shared()?;
     let mut inputs = Inputs::new(settings, recipes_dir, profile, &vars);
     let mut layout = Layout {
         entries: Vec::new(),
@@ -260,11 +266,21 @@ pub fn package(
     };
     let key = Digest::of(serde_json::to_string(&manifest)?.as_bytes()).hex();
     let entry_path = format!("actions/{key}.json");
-    if let Some(mut done) = store.read_json::<PackageReport>(&entry_path)?
-        && store.has_blob(&done.sha256)
-        && store.has_blob(&done.manifest)
-    {
+    let finished = || -> Result<Option<PackageReport>> {
+        Ok(store
+            .read_json::<PackageReport>(&entry_path)?
+            .filter(|done| store.has_blob(&done.sha256) && store.has_blob(&done.manifest)))
+    };
+    let mut done = finished()?;
+    let _action_lock;
+    if done.is_none() {
+        // One process assembles; the others wait here and take its result.
+        _action_lock = store.lock_named(&format!("action-{key}"))?;
+        done = finished()?;
+    }
+    if let Some(mut done) = done {
         done.cached = true;
+        done.containers_started = inputs.containers_started;
         record_latest(store, &done, epoch)?;
         return Ok(done);
     }
@@ -357,6 +373,7 @@ pub fn package(
         manifest: manifest_blob,
         contents,
         cached: false,
+        containers_started: inputs.containers_started,
     };
     store.write_json(&entry_path, &report)?;
     record_latest(store, &report, epoch)?;

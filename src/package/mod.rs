@@ -8,11 +8,12 @@ pub mod fat;
 mod inputs;
 mod iso;
 mod media;
-mod patch;
+pub(crate) mod patch;
 pub mod profile;
 mod rpi;
 pub mod template;
 mod usb;
+pub mod zinfo;
 
 pub use embed::{EmbedReport, EmbeddedArtifact, embed};
 pub use media::{Manifest, PackageReport, Target, package};

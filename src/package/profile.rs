@@ -91,10 +91,16 @@ pub struct LoadedProfile {
 }
 
 impl LoadedProfile {
+    /// Reads a media profile file.
     pub fn load(path: &Path) -> Result<LoadedProfile> {
         let text = fs::read_to_string(path)
             .with_context(|| format!("reading media profile {}", path.display()))?;
-        let profile: Profile = parse_yaml(path, &text)?;
+        LoadedProfile::parse(path, &text)
+    }
+
+    /// Parses `text` as the media profile at `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<LoadedProfile> {
+        let profile: Profile = parse_yaml(path, text)?;
         Ok(LoadedProfile {
             path: path.to_owned(),
             profile,

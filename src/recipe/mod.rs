@@ -287,6 +287,12 @@ impl LoadedRecipe {
     pub fn load(path: &Path) -> Result<LoadedRecipe> {
         let text = fs::read_to_string(path)
             .with_context(|| format!("reading recipe {}", path.display()))?;
+        LoadedRecipe::parse(path, text)
+    }
+
+    /// Parses and validates `text` as the recipe file at `path` (whose directory the
+    /// recipe's relative paths are resolved against).
+    pub fn parse(path: &Path, text: String) -> Result<LoadedRecipe> {
         let recipe: Recipe = parse_yaml(path, &text)?;
         let name = path
             .file_stem()

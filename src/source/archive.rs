@@ -48,7 +48,7 @@ pub fn ensure_blob(store: &Store, url: &str, fetch_from: &str, sha256: &Digest) 
 
 /// How an archive is packed, from the name in its URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub enum Format {
     Tar,
     TarGz,
     TarXz,
@@ -85,14 +85,13 @@ fn format_of(url: &str) -> Result<Format> {
 /// removed from the store, so no later build picks it up again.
 pub fn unpack(store: &Store, blob: &Digest, url: &str, strip: u32, dest: &Path) -> Result<()> {
     let format = format_of(url)?;
-    let unpacked = match format {
-        Format::Tar => unpack_tar(store.open_blob(blob)?, strip, dest),
-        Format::TarGz => unpack_tar(GzDecoder::new(store.open_blob(blob)?), strip, dest),
-        Format::TarXz => unpack_tar(XzDecoder::new(store.open_blob(blob)?), strip, dest),
-        Format::TarBz2 => unpack_tar(BzDecoder::new(store.open_blob(blob)?), strip, dest),
-        Format::Zip => unpack_zip(store, blob, strip, dest),
-        Format::Deb => unpack_deb(store.open_blob(blob)?, strip, dest),
-    };
+    // Verified whole first: zip needs to seek, and nothing is unpacked from bytes that are
+    // not the pinned ones.
+    io::copy(&mut store.open_blob(blob)?, &mut io::sink())
+        .with_context(|| format!("reading {url} ({blob})"))?;
+    let file = File::open(store.blob_path(blob))?;
+    let unpacked = Tree::open(dest, strip, absolute_links(format))
+        .and_then(|tree| write_archive(format, BufReader::with_capacity(1 << 20, file), tree));
     match unpacked {
         Err(e) if e.downcast_ref::<Refused>().is_some() => {
             store.remove_blob(blob)?;
@@ -104,10 +103,45 @@ pub fn unpack(store: &Store, blob: &Digest, url: &str, strip: u32, dest: &Path) 
     }
 }
 
+/// Unpacks archive bytes of `format` into `dest`, writing at most `limit` bytes of content
+/// (the fuzz targets' way in).
+pub fn unpack_bytes(
+    format: Format,
+    bytes: &[u8],
+    strip: u32,
+    dest: &Path,
+    limit: u64,
+) -> Result<()> {
+    let tree = Tree::open(dest, strip, absolute_links(format))?.limit(limit);
+    write_archive(format, io::Cursor::new(bytes), tree)
+}
+
 /// Unpacks a tar stream into `dest` (absolute link targets refused).
 pub fn unpack_tar(r: impl Read, strip: u32, dest: &Path) -> Result<()> {
     let mut tree = Tree::open(dest, strip, AbsoluteLinks::Refuse)?;
     tar_into(r, &mut tree)?;
+    tree.finish()
+}
+
+/// What an absolute link means in an archive of `format`.
+fn absolute_links(format: Format) -> AbsoluteLinks {
+    match format {
+        // A .deb's data.tar is a filesystem rooted at `/`.
+        Format::Deb => AbsoluteLinks::PackageRoot,
+        _ => AbsoluteLinks::Refuse,
+    }
+}
+
+/// Writes every entry of an archive of `format` into `tree`, then checks the whole tree.
+fn write_archive(format: Format, r: impl Read + io::Seek, mut tree: Tree) -> Result<()> {
+    match format {
+        Format::Tar => tar_into(r, &mut tree)?,
+        Format::TarGz => tar_into(GzDecoder::new(r), &mut tree)?,
+        Format::TarXz => tar_into(XzDecoder::new(r), &mut tree)?,
+        Format::TarBz2 => tar_into(BzDecoder::new(r), &mut tree)?,
+        Format::Zip => zip_into(r, &mut tree)?,
+        Format::Deb => deb_into(r, &mut tree)?,
+    }
     tree.finish()
 }
 
@@ -156,12 +190,8 @@ fn tar_into(r: impl Read, tree: &mut Tree) -> Result<()> {
     Ok(())
 }
 
-fn unpack_zip(store: &Store, blob: &Digest, strip: u32, dest: &Path) -> Result<()> {
-    // Zip needs seeking, so verify the whole blob first, then read it directly.
-    io::copy(&mut store.open_blob(blob)?, &mut io::sink())?;
-    let file = File::open(store.blob_path(blob))?;
-    let mut zip = zip::ZipArchive::new(BufReader::new(file))?;
-    let mut tree = Tree::open(dest, strip, AbsoluteLinks::Refuse)?;
+fn zip_into(r: impl Read + io::Seek, tree: &mut Tree) -> Result<()> {
+    let mut zip = zip::ZipArchive::new(r)?;
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i)?;
         let name = PathBuf::from(entry.name()?.into_owned());
@@ -184,7 +214,7 @@ fn unpack_zip(store: &Store, blob: &Digest, strip: u32, dest: &Path) -> Result<(
             tree.file(&name, mode.unwrap_or(0o644), None, &mut entry)?;
         }
     }
-    tree.finish()
+    Ok(())
 }
 
 /// File type bits of a Unix mode, as zip's external attributes carry them.
@@ -192,22 +222,19 @@ const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
 
 /// A `.deb` is an ar archive; its `data.tar.*` member holds the files, rooted at `/`.
-fn unpack_deb(r: impl Read, strip: u32, dest: &Path) -> Result<()> {
+fn deb_into(r: impl Read, tree: &mut Tree) -> Result<()> {
     let mut ar = ar::Archive::new(r);
-    let mut tree = Tree::open(dest, strip, AbsoluteLinks::PackageRoot)?;
     while let Some(member) = ar.next_entry() {
         let member = member?;
         let name = String::from_utf8_lossy(member.header().identifier()).into_owned();
-        let name = name.trim_end_matches('/');
-        match name {
-            "data.tar" => tar_into(member, &mut tree)?,
-            "data.tar.gz" => tar_into(GzDecoder::new(member), &mut tree)?,
-            "data.tar.xz" => tar_into(XzDecoder::new(member), &mut tree)?,
-            "data.tar.bz2" => tar_into(BzDecoder::new(member), &mut tree)?,
+        match name.trim_end_matches('/') {
+            "data.tar" => return tar_into(member, tree),
+            "data.tar.gz" => return tar_into(GzDecoder::new(member), tree),
+            "data.tar.xz" => return tar_into(XzDecoder::new(member), tree),
+            "data.tar.bz2" => return tar_into(BzDecoder::new(member), tree),
             n if n.starts_with("data.tar") => bail!("unsupported .deb payload `{n}`"),
-            _ => continue,
+            _ => {}
         }
-        return tree.finish();
     }
     bail!("no data.tar member: not a Debian package")
 }
@@ -422,13 +449,41 @@ mod unpack_tests {
                 .unwrap();
             }
         }
-        unpack_deb(&deb[..], 0, tmp.path()).unwrap();
+        unpack_bytes(Format::Deb, &deb, 0, tmp.path(), 1 << 20).unwrap();
         let l = tmp.path().join("usr/lib/ipxe/ipxe.efi");
         assert_eq!(
             fs::read_link(&l).unwrap(),
             Path::new("../../../boot/ipxe.efi")
         );
         assert_eq!(fs::read(&l).unwrap(), b"efi");
+    }
+
+    #[test]
+    fn a_time_past_the_clock_is_left_out() {
+        let mut e = raw("pkg/f", b'0', "", 0o644, b"x");
+        // u64::MAX seconds in the base-256 form GNU tar writes for times octal cannot hold.
+        e[136..148].copy_from_slice(&[
+            0x80, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ]);
+        assert_eq!(
+            tar::Header::from_byte_slice(&e[..512]).mtime().unwrap(),
+            u64::MAX
+        );
+        let mut h = tar::Header::from_byte_slice(&e[..512]).clone();
+        h.set_cksum();
+        e[..512].copy_from_slice(h.as_bytes());
+        let (t, r) = unpack(&[e]);
+        r.unwrap();
+        assert_eq!(fs::read(t.path().join("tree/f")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn an_archive_unpacking_past_the_limit_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let big = archive(&[file("pkg/a", &[1; 600]), file("pkg/b", &[2; 600])]);
+        let e = unpack_bytes(Format::Tar, &big, 1, tmp.path(), 1000).unwrap_err();
+        assert!(e.downcast_ref::<Refused>().is_some(), "{e:#}");
+        assert!(format!("{e:#}").contains("entry `pkg/b` takes the archive past 1000 bytes"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Identity never needs the network: a git source is its commit id, a `url` source its sha256,
 //! a `path` source the hash of its contents. Fetching happens only when a build must run.
 
-mod archive;
+pub(crate) mod archive;
 mod git;
 mod tree;
 mod unpack;

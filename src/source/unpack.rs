@@ -26,6 +26,11 @@ const MAX_LINK_HOPS: usize = 40;
 /// Link targets longer than this are refused (PATH_MAX).
 pub const MAX_LINK_TARGET: usize = 4096;
 
+/// The most an archive may unpack to. No boot loader's source comes near it (GRUB 2.12 is
+/// 70 MB); it stops a runaway or hostile archive (a sparse entry claiming a terabyte)
+/// before it fills the store's disk.
+pub const MAX_UNPACKED: u64 = 16 << 30;
+
 /// An archive entry that bootforge will not unpack; the whole source is refused.
 #[derive(Debug)]
 pub struct Refused {
@@ -72,6 +77,9 @@ pub struct Tree {
     links: Vec<(PathBuf, String)>,
     /// Directory modes, applied last so a read-only directory can still be filled.
     dir_modes: Vec<(PathBuf, u32)>,
+    /// File content bytes written so far, and the most that may be.
+    written: u64,
+    limit: u64,
 }
 
 impl Tree {
@@ -87,7 +95,15 @@ impl Tree {
             dirs: HashSet::from([PathBuf::new()]),
             links: Vec::new(),
             dir_modes: Vec::new(),
+            written: 0,
+            limit: MAX_UNPACKED,
         })
+    }
+
+    /// Lowers the limit on the bytes unpacked (from [`MAX_UNPACKED`]).
+    pub fn limit(mut self, bytes: u64) -> Tree {
+        self.limit = bytes;
+        self
     }
 
     /// The tree path of an archive entry name: plain relative components only, `strip`
@@ -105,7 +121,8 @@ impl Tree {
             return Ok(());
         };
         self.ensure_dir(name, &rel)?;
-        self.dir_modes.push((rel, mode & 0o777));
+        // Always the owner's to enter and clear, so the tree can be removed afterwards.
+        self.dir_modes.push((rel, mode & 0o777 | 0o700));
         Ok(())
     }
 
@@ -128,13 +145,25 @@ impl Tree {
             .open_with(&rel, &opts)
             .with_context(|| format!("creating {}", rel.display()))?;
         let mut f = f.into_std();
-        io::copy(r, &mut f).with_context(|| format!("writing {}", rel.display()))?;
+        let room = self.limit - self.written;
+        let n = io::copy(&mut r.take(room + 1), &mut f)
+            .with_context(|| format!("writing {}", rel.display()))?;
+        if n > room {
+            return Err(refuse(
+                name,
+                format!("takes the archive past {} bytes unpacked", self.limit),
+            ));
+        }
+        self.written += n;
         use std::os::unix::fs::PermissionsExt;
         f.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))?;
-        if let Some(secs) = mtime {
-            // Build systems compare mtimes (autotools tarballs ship generated files that
-            // must stay newer than their inputs).
-            f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))?;
+        // Build systems compare mtimes (autotools tarballs ship generated files that must
+        // stay newer than their inputs). A time past what the clock can hold is left out.
+        if let Some(t) =
+            mtime.and_then(|s| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+        {
+            f.set_modified(t)
+                .with_context(|| format!("setting the time of {}", rel.display()))?;
         }
         Ok(())
     }

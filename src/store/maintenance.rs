@@ -121,7 +121,8 @@ impl Store {
             }
         }
         // With the exclusive lock held no writer is active, so everything in tmp/ is an orphan
-        // of a killed process.
+        // of a killed process, or the writability probe of a process opening the store just
+        // now (which removes its own, so one may vanish under us).
         let tmp = self.root().join("tmp");
         for entry in fs::read_dir(&tmp).with_context(|| format!("reading {}", tmp.display()))? {
             let path = entry?.path();
@@ -130,8 +131,11 @@ impl Store {
             } else {
                 fs::remove_file(&path)
             };
-            res.with_context(|| format!("removing {}", path.display()))?;
-            report.temp_entries_removed += 1;
+            match res {
+                Ok(()) => report.temp_entries_removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+            }
         }
         Ok(report)
     }

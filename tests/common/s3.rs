@@ -14,41 +14,98 @@ pub const BUCKET: &str = "bootforge";
 pub const ACCESS_KEY: &str = "bootforge-test";
 pub const SECRET_KEY: &str = "bootforge-test-secret";
 
-/// The s3s-fs binary: `S3S_FS`, else where `ci/test.sh` installs it, else on PATH.
-fn binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("S3S_FS") {
+/// A tool `ci/test.sh` installs: `$VAR`, else its cache, else on PATH.
+fn tool(var: &str, name: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var) {
         return p.into();
     }
     let cached = PathBuf::from(std::env::var("HOME").unwrap_or_default())
-        .join(".cache/bootforge/tools/bin/s3s-fs");
+        .join(".cache/bootforge/tools/bin")
+        .join(name);
     if cached.exists() {
         return cached;
     }
-    "s3s-fs".into()
+    name.into()
+}
+
+/// Which server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// s3s-fs: objects are plain files under `data/<bucket>/`, so tests can reach behind it.
+    S3sFs,
+    /// Garage, single node: what we recommend people self-host.
+    Garage,
 }
 
 /// A running server, killed on drop.
 pub struct S3Server {
     child: Option<Child>,
+    kind: Kind,
     pub port: u16,
-    /// The server's data directory: one folder per bucket.
+    /// The server's data directory (for s3s-fs: one folder per bucket).
     pub data: PathBuf,
+    access_key: &'static str,
+    secret_key: &'static str,
+    region: &'static str,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl S3Server {
-    /// Starts a server storing under `env`'s directory, with the test bucket created.
+    /// Starts s3s-fs storing under `env`'s directory, with the test bucket created.
     pub fn start(env: &Env) -> S3Server {
         let data = env.path().join("s3-data");
         fs::create_dir_all(data.join(BUCKET)).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut s = S3Server {
             child: None,
+            kind: Kind::S3sFs,
+            port: free_port(),
+            data,
+            access_key: ACCESS_KEY,
+            secret_key: SECRET_KEY,
+            region: "us-east-1",
+        };
+        s.restart();
+        s
+    }
+
+    /// Starts a single-node Garage under `env`'s directory, with the test bucket created.
+    pub fn start_garage(env: &Env) -> S3Server {
+        let data = env.path().join("garage");
+        fs::create_dir_all(&data).unwrap();
+        let (port, rpc) = (free_port(), free_port());
+        fs::write(
+            data.join("garage.toml"),
+            format!(
+                "metadata_dir = \"{0}/meta\"\ndata_dir = \"{0}/data\"\ndb_engine = \"sqlite\"\n\
+                 replication_factor = 1\nrpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
+                 rpc_secret = \"{1}\"\n[s3_api]\ns3_region = \"garage\"\n\
+                 api_bind_addr = \"127.0.0.1:{port}\"\nroot_domain = \".s3.garage.localhost\"\n",
+                data.display(),
+                "b0".repeat(32),
+            ),
+        )
+        .unwrap();
+        // The aws CLI (v1) addresses Garage by path only when told to.
+        fs::write(
+            data.join("aws-config"),
+            "[default]\ns3 =\n  addressing_style = path\n",
+        )
+        .unwrap();
+        let mut s = S3Server {
+            child: None,
+            kind: Kind::Garage,
             port,
             data,
+            access_key: "GKbootforgetest",
+            secret_key: SECRET_KEY,
+            region: "garage",
         };
         s.restart();
         s
@@ -58,34 +115,71 @@ impl S3Server {
     pub fn restart(&mut self) {
         self.kill();
         let log = fs::File::create(self.data.with_extension("log")).unwrap();
-        let child = Command::new(binary())
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(&self.data)
+        let (name, mut cmd) = match self.kind {
+            Kind::S3sFs => {
+                let mut c = Command::new(tool("S3S_FS", "s3s-fs"));
+                c.args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+                    .args([
+                        "--access-key",
+                        self.access_key,
+                        "--secret-key",
+                        self.secret_key,
+                    ])
+                    .arg(&self.data);
+                ("s3s-fs", c)
+            }
+            Kind::Garage => {
+                let mut c = Command::new(tool("GARAGE", "garage"));
+                c.arg("-c")
+                    .arg(self.data.join("garage.toml"))
+                    .args(["server", "--single-node", "--default-bucket"])
+                    .env("GARAGE_DEFAULT_ACCESS_KEY", self.access_key)
+                    .env("GARAGE_DEFAULT_SECRET_KEY", self.secret_key)
+                    .env("GARAGE_DEFAULT_BUCKET", BUCKET)
+                    .env("RUST_LOG", "warn");
+                ("garage", c)
+            }
+        };
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "starting s3s-fs ({}): {e}; ci/test.sh installs it",
-                    binary().display()
-                )
-            });
+            .unwrap_or_else(|e| panic!("starting {name}: {e}; ci/test.sh installs it"));
         self.child = Some(child);
-        // Ready when an unsigned request is refused (403), as a real server would.
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Ready when an unsigned request is refused (403), as a real server would, and (for
+        // Garage, which makes its bucket once it is up) when a signed listing works.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(mut c) = TcpStream::connect(("127.0.0.1", self.port)) {
                 let _ =
                     c.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
                 let mut head = [0u8; 12];
-                if c.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 403") {
+                if c.read_exact(&mut head).is_ok()
+                    && head.starts_with(b"HTTP/1.1 403")
+                    && (self.kind == Kind::S3sFs || self.bucket_ready())
+                {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "s3s-fs did not start");
-            std::thread::sleep(Duration::from_millis(50));
+            assert!(Instant::now() < deadline, "{name} did not start");
+            std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    fn bucket_ready(&self) -> bool {
+        let mut c = Command::new("aws");
+        self.apply(&mut c)
+            .args([
+                "--endpoint-url",
+                &self.endpoint(),
+                "s3",
+                "ls",
+                &format!("s3://{BUCKET}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     }
 
     /// Stops the server at once (SIGKILL).
@@ -107,11 +201,16 @@ impl S3Server {
 
     /// Points `cmd` at this server with the right credentials, and nothing from the host.
     pub fn apply<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
-        cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("AWS_REGION", "us-east-1")
+        let config = match self.kind {
+            Kind::S3sFs => PathBuf::from("/nonexistent"),
+            Kind::Garage => self.data.join("aws-config"),
+        };
+        cmd.env("AWS_ACCESS_KEY_ID", self.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", self.secret_key)
+            .env("AWS_REGION", self.region)
+            .env("AWS_DEFAULT_REGION", self.region)
             .env("AWS_ENDPOINT_URL", self.endpoint())
-            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_CONFIG_FILE", config)
             .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env_remove("AWS_PROFILE")
@@ -169,8 +268,9 @@ impl S3Server {
             .into()
     }
 
-    /// The server's file for a key in the test bucket.
+    /// The server's file for a key in the test bucket (s3s-fs only).
     pub fn object_path(&self, key: &str) -> PathBuf {
+        assert_eq!(self.kind, Kind::S3sFs, "only s3s-fs keeps objects as files");
         self.data.join(BUCKET).join(key)
     }
 }

@@ -5,4 +5,8 @@
 mod common;
 
 mod documents;
+mod fuzz_corpus;
+mod kill;
+mod races;
+mod secrets;
 mod unpack;

@@ -79,3 +79,21 @@ fn a_tarball_linking_out_of_the_tree_is_refused_and_leaves_nothing() {
     );
     env.assert_store_intact();
 }
+
+#[test]
+fn an_output_reached_through_a_link_the_build_made_is_not_read_from_the_host() {
+    let env = Env::new();
+    // The step (in its container) points `etc` at the container's /etc; read on the host
+    // without care, `etc/hostname` would be the host's file.
+    let recipe = env.make_project(
+        "linker",
+        "all:\n\tln -s /etc etc\n",
+        "steps:\n  - run: [make]\noutputs: [etc/hostname]\n",
+    );
+    env.run(&["build", &recipe]).fails().says(&[
+        "output `etc/hostname`",
+        "a link the build made leads out of it",
+    ]);
+    assert_eq!(env.action_count(), 0);
+    env.assert_store_intact();
+}
