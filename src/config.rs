@@ -1,5 +1,7 @@
-//! Settings from the config file, environment and flags, merged once (flags win, then the
-//! environment, then the file, then defaults).
+//! Settings, resolved once: command-line flags win, then environment variables, then
+//! `bootforge.yaml`, then defaults. Stages receive the result and read no environment of
+//! their own (the AWS SDK's standard chain, `AWS_*`, is the one exception, and it is the
+//! SDK's).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,8 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::build::executor::ExecutorKind;
+use crate::base::executor::{Executor, ExecutorKind};
 use crate::recipe::parse_yaml;
+use crate::source::Mirrors;
+use crate::store::Remote;
 
 /// The config file name looked for in the current directory.
 pub const CONFIG_FILE: &str = "bootforge.yaml";
@@ -47,6 +51,106 @@ impl ConfigFile {
     }
 }
 
+/// What the command line said (clap has already applied the variables that stand for
+/// flags, such as `BOOTFORGE_STORE` for `--store`).
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub store: Option<PathBuf>,
+    pub executor: Option<ExecutorKind>,
+    pub mirrors: Vec<(String, String)>,
+    pub recipes: Option<PathBuf>,
+    pub jobs: Option<usize>,
+    /// Requests in flight at once against a bucket (`publish --parallel`).
+    pub parallel: Option<usize>,
+}
+
+/// Everything a stage may be told, resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub store: PathBuf,
+    pub executor: Executor,
+    pub mirrors: Mirrors,
+    pub recipes: PathBuf,
+    /// Value of `{jobs}`; not part of any action key.
+    pub jobs: usize,
+    /// How buckets are reached.
+    pub remote: Remote,
+    /// The password of an encrypted signing key (`BOOTFORGE_KEY_PASSWORD`).
+    pub key_password: Option<String>,
+    /// The Debian mirror debootstrap uses for toolchains (`BOOTFORGE_DEBIAN_MIRROR`).
+    pub debian_mirror: Option<String>,
+}
+
+/// The environment variables bootforge reads, each in one place: here.
+pub mod env {
+    pub const CONTAINER_ARGS: &str = "BOOTFORGE_CONTAINER_ARGS";
+    pub const S3_PATH_STYLE: &str = "BOOTFORGE_S3_PATH_STYLE";
+    pub const KEY_PASSWORD: &str = "BOOTFORGE_KEY_PASSWORD";
+    pub const DEBIAN_MIRROR: &str = "BOOTFORGE_DEBIAN_MIRROR";
+    /// The AWS SDK's own retry setting: when set, bootforge keeps the SDK's retries.
+    pub const AWS_MAX_ATTEMPTS: &str = "AWS_MAX_ATTEMPTS";
+}
+
+impl Config {
+    /// Resolves flags over `var` (the environment) over `file` over defaults.
+    pub fn resolve(
+        flags: &Flags,
+        var: impl Fn(&str) -> Option<String>,
+        file: &ConfigFile,
+    ) -> Result<Config> {
+        // Flags first: for the same prefix, the first one wins.
+        let mut mirrors = flags.mirrors.clone();
+        mirrors.extend(file.mirrors.clone());
+        let run_args = match var(env::CONTAINER_ARGS) {
+            Some(s) => shell_words::split(&s)
+                .with_context(|| format!("{} is not valid shell words", env::CONTAINER_ARGS))?,
+            None => file.container_args.clone(),
+        };
+        let path_style = match var(env::S3_PATH_STYLE).as_deref() {
+            None | Some("") => None,
+            Some("1" | "true") => Some(true),
+            Some("0" | "false") => Some(false),
+            Some(other) => bail!(
+                "{}=`{other}`: expected 1, true, 0 or false",
+                env::S3_PATH_STYLE
+            ),
+        };
+        let jobs = flags.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        Ok(Config {
+            store: flags
+                .store
+                .clone()
+                .or(file.store.clone())
+                .unwrap_or_else(|| PathBuf::from("cache")),
+            executor: Executor {
+                kind: flags
+                    .executor
+                    .or(file.executor)
+                    .unwrap_or(ExecutorKind::Podman),
+                run_args,
+            },
+            mirrors: Mirrors::new(mirrors),
+            recipes: flags
+                .recipes
+                .clone()
+                .or(file.recipes.clone())
+                .unwrap_or_else(|| PathBuf::from("recipes")),
+            jobs,
+            remote: Remote {
+                path_style,
+                sdk_retries: var(env::AWS_MAX_ATTEMPTS).is_some(),
+                parallel: flags.parallel.unwrap_or(8),
+            },
+            key_password: var(env::KEY_PASSWORD),
+            debian_mirror: var(env::DEBIAN_MIRROR),
+        })
+    }
+}
+
 /// Parses `FROM=TO`.
 pub fn parse_mirror(s: &str) -> Result<(String, String)> {
     match s.split_once('=') {
@@ -65,12 +169,83 @@ pub fn parse_set(s: &str) -> Result<(String, String)> {
     }
 }
 
-/// Container arguments from `BOOTFORGE_CONTAINER_ARGS` (shell words), else the file.
-pub fn container_args(file: &ConfigFile) -> Result<Vec<String>> {
-    match std::env::var("BOOTFORGE_CONTAINER_ARGS") {
-        Ok(s) => {
-            shell_words::split(&s).context("BOOTFORGE_CONTAINER_ARGS is not valid shell words")
-        }
-        Err(_) => Ok(file.container_args.clone()),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> ConfigFile {
+        ConfigFile::parse(
+            Path::new("bootforge.yaml"),
+            "store: /from/file\nexecutor: docker\nrecipes: file-recipes\n\
+             mirrors:\n  https://a/: /file/a/\ncontainer_args: [--from-file]\n",
+        )
+        .unwrap()
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn flags_win_over_the_environment_over_the_file_over_defaults() {
+        let none = Config::resolve(&Flags::default(), vars(&[]), &ConfigFile::default()).unwrap();
+        assert_eq!(none.store, PathBuf::from("cache"));
+        assert_eq!(none.recipes, PathBuf::from("recipes"));
+        assert_eq!(none.executor.kind, ExecutorKind::Podman);
+        assert!(none.executor.run_args.is_empty());
+        assert_eq!(none.remote.path_style, None);
+        assert!(!none.remote.sdk_retries);
+
+        let from_file = Config::resolve(&Flags::default(), vars(&[]), &file()).unwrap();
+        assert_eq!(from_file.store, PathBuf::from("/from/file"));
+        assert_eq!(from_file.executor.kind, ExecutorKind::Docker);
+        assert_eq!(from_file.executor.run_args, ["--from-file"]);
+        assert_eq!(from_file.mirrors.apply("https://a/x"), "/file/a/x");
+
+        let env = vars(&[
+            (env::CONTAINER_ARGS, "--runtime runc"),
+            (env::S3_PATH_STYLE, "0"),
+            (env::AWS_MAX_ATTEMPTS, "2"),
+            (env::KEY_PASSWORD, "pw"),
+        ]);
+        let from_env = Config::resolve(&Flags::default(), env, &file()).unwrap();
+        assert_eq!(from_env.executor.run_args, ["--runtime", "runc"]);
+        assert_eq!(from_env.remote.path_style, Some(false));
+        assert!(from_env.remote.sdk_retries);
+        assert_eq!(from_env.key_password.as_deref(), Some("pw"));
+
+        let flags = Flags {
+            store: Some("/from/flag".into()),
+            executor: Some(ExecutorKind::Host),
+            mirrors: vec![("https://a/".into(), "/flag/a/".into())],
+            recipes: Some("flag-recipes".into()),
+            jobs: Some(3),
+            parallel: Some(2),
+        };
+        let from_flags = Config::resolve(&flags, vars(&[]), &file()).unwrap();
+        assert_eq!(from_flags.store, PathBuf::from("/from/flag"));
+        assert_eq!(from_flags.executor.kind, ExecutorKind::Host);
+        assert_eq!(from_flags.recipes, PathBuf::from("flag-recipes"));
+        assert_eq!(from_flags.jobs, 3);
+        assert_eq!(from_flags.mirrors.apply("https://a/x"), "/flag/a/x");
+        assert_eq!(from_flags.remote.parallel, 2);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = Config::resolve(
+            &Flags::default(),
+            vars(&[(env::S3_PATH_STYLE, "maybe")]),
+            &ConfigFile::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "BOOTFORGE_S3_PATH_STYLE=`maybe`: expected 1, true, 0 or false"
+        );
     }
 }

@@ -4,14 +4,14 @@
 
 use std::path::Path;
 
+use crate::base::Digest;
 use crate::config::ConfigFile;
-use crate::fetch::{index_channels, sums_lines};
 use crate::package::profile::LoadedProfile;
 use crate::package::{patch, zinfo};
-use crate::publish::release::{Channel, Release, check_artifact_name};
 use crate::recipe::{LoadedRecipe, ScriptKind, placeholder::placeholder_bytes};
+use crate::release::{Channel, Release, check_artifact_name};
+use crate::release::{index_channels, sums_lines};
 use crate::source::archive::{Format, unpack_bytes};
-use crate::store::Digest;
 
 /// Where fuzzed documents claim to live: nothing is ever read there.
 const NOWHERE: &str = "/nonexistent/bootforge-fuzz";

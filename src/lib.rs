@@ -9,6 +9,7 @@
 //! parses arguments and calls the stages; [`config`] merges flags, environment and file.
 //! `fuzzing` holds the entry points of the fuzz targets in `tests/fuzz/`.
 
+pub mod base;
 pub mod build;
 pub mod cli;
 pub mod config;
@@ -19,5 +20,6 @@ pub mod fuzzing;
 pub mod package;
 pub mod publish;
 pub mod recipe;
+pub mod release;
 pub mod source;
 pub mod store;

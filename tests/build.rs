@@ -1,12 +1,10 @@
 //! End-to-end tests of `bootforge build`, `plan` and the store, in real podman containers.
 
-mod common;
-
 use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Env, contains, fixtures, only_build, output};
+use crate::common::{Env, contains, fixtures, only_build, output};
 
 #[test]
 fn builds_in_a_container_without_network_and_embeds_the_script() {
@@ -190,7 +188,7 @@ fn url_sources_come_from_the_store_and_tampered_copies_are_refused() {
         sha,
         format!(
             "sha256:{}",
-            common::sha256_hex(&fs::read(&tarball).unwrap())
+            crate::common::sha256_hex(&fs::read(&tarball).unwrap())
         )
     );
 
@@ -208,7 +206,7 @@ fn url_sources_come_from_the_store_and_tampered_copies_are_refused() {
     )
     .unwrap();
     let tarball = hello_tarball(&env, "hello-1.0.tar.gz");
-    let good = common::sha256_hex(&fs::read(&tarball).unwrap());
+    let good = crate::common::sha256_hex(&fs::read(&tarball).unwrap());
     let tampered = env.path().join("tampered.tar.gz");
     let mut bytes = fs::read(&tarball).unwrap();
     let mid = bytes.len() / 2;
@@ -223,7 +221,7 @@ fn url_sources_come_from_the_store_and_tampered_copies_are_refused() {
             tampered.display()
         ))
         .output()
-        .map(common::Run::from)
+        .map(crate::common::Run::from)
         .unwrap()
         .fails()
         .says(&["sha256 mismatch", "nothing was stored", &good]);
@@ -286,7 +284,7 @@ fn mirror_redirects_a_git_source_to_a_local_repository() {
                 repo.display()
             ))
             .output()
-            .map(common::Run::from)
+            .map(crate::common::Run::from)
             .unwrap()
             .ok(),
     );
@@ -321,8 +319,8 @@ fn independent_recipes_build_in_parallel_and_concurrent_builds_share_one_result(
             .unwrap()
     };
     let (a, b) = (spawn(), spawn());
-    let a = only_build(&common::Run::from(a.wait_with_output().unwrap()).ok());
-    let b = only_build(&common::Run::from(b.wait_with_output().unwrap()).ok());
+    let a = only_build(&crate::common::Run::from(a.wait_with_output().unwrap()).ok());
+    let b = only_build(&crate::common::Run::from(b.wait_with_output().unwrap()).ok());
     assert_eq!(a["outputs"], b["outputs"]);
     let started =
         a["containers_started"].as_u64().unwrap() + b["containers_started"].as_u64().unwrap();
@@ -401,7 +399,7 @@ fn gc_drops_only_unreferenced_blobs() {
     assert!(
         !env.store()
             .join("blobs/sha256")
-            .join(common::sha256_hex(b"nobody refers to me"))
+            .join(crate::common::sha256_hex(b"nobody refers to me"))
             .exists()
     );
     assert_eq!(

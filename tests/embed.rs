@@ -1,12 +1,11 @@
 //! `bootforge embed`: a new chainload script written into built binaries without a rebuild,
 //! proven by booting the patched binary under QEMU and watching what it requests.
 
-mod common;
-
 use std::fs;
 
-use common::Env;
-use common::boot::{HttpServer, ovmf_pxe};
+use crate::common::Env;
+use crate::common::boot::ovmf_pxe;
+use crate::common::http::HttpServer;
 
 fn embed(env: &Env, recipe: &str, url: &str) -> serde_json::Value {
     env.run(&[
@@ -73,9 +72,9 @@ fn embedding_is_deterministic_and_never_rebuilds() {
     assert_eq!(other["build_action"], first["build_action"]);
     assert_ne!(other["outputs"][0]["sha256"], first["outputs"][0]["sha256"]);
     // The patched binary differs from the built one only inside the placeholder.
-    let built = common::only_build(&env.run(&["--json", "build", &recipe]).ok());
+    let built = crate::common::only_build(&env.run(&["--json", "build", &recipe]).ok());
     assert_eq!(built["cached"], true);
-    let built = env.blob(&common::output(&built, "images/grubx64.efi"));
+    let built = env.blob(&crate::common::output(&built, "images/grubx64.efi"));
     let patched = fs::read(env.path().join("out/grubnet/images/grubx64.efi")).unwrap();
     assert_eq!(built.len(), patched.len());
     let differing: Vec<usize> = (0..built.len())
@@ -83,7 +82,7 @@ fn embedding_is_deterministic_and_never_rebuilds() {
         .collect();
     assert!(!differing.is_empty());
     assert!(differing.last().unwrap() - differing.first().unwrap() < 4096);
-    assert!(common::contains(
+    assert!(crate::common::contains(
         &patched,
         b"(http,boot.example)/b.cfg?mac="
     ));

@@ -1,11 +1,9 @@
 //! Every kind of bad input: a clear error naming file, line and field, a non-zero exit, and
 //! a store that `cache verify` still finds intact, with no action recorded.
 
-mod common;
-
 use std::fs;
 
-use common::{Env, Run};
+use crate::common::{Env, Run};
 
 const GOOD_GIT: &str = "source:
   git: https://github.com/ipxe/ipxe.git
@@ -127,9 +125,13 @@ fn bad_command_line_values_name_the_recipe() {
     env.run(&["build", "hello", "--target", "nope"])
         .fails()
         .says(&["`nope` is not one of its outputs", "hello, netinfo.txt"]);
-    env.run(&["build", "helo"])
-        .fails()
-        .says(&["no recipe `helo`", "did you mean `hello`?"]);
+    let recipes = crate::common::fixtures().join("recipes");
+    env.run(&["build", "helo"]).fails().error_is(&format!(
+        "no recipe `helo`: {}/helo.yaml does not exist (did you mean `hello`?); recipes in {}: \
+         clock, hello, patchable",
+        recipes.display(),
+        recipes.display()
+    ));
     assert_eq!(env.action_count(), 0);
     env.assert_store_intact();
 }

@@ -1,41 +1,17 @@
 //! `bootforge flash` end to end: onto files and loop devices, and the refusals that keep it
 //! from destroying a device in use.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use common::{Env, Run, sha256_hex};
+use crate::common::{Env, Run, noise, sha256_hex};
 
 const MIB: usize = 1 << 20;
 
-/// A test directory without the shared test toolchain: flashing never touches the store, and
-/// building the toolchain (debootstrap) would cost minutes for nothing.
-fn env() -> Env {
-    Env {
-        dir: tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap(),
-    }
-}
-
-/// Deterministic bytes that no run of zeros or pattern can pass for (xorshift64*).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 fn write_image(env: &Env, len: usize, seed: u64) -> (PathBuf, Vec<u8>) {
-    let bytes = random_bytes(len, seed);
+    let bytes = noise(len, seed);
     let path = env.path().join("image.img");
     fs::write(&path, &bytes).unwrap();
     (path, bytes)
@@ -66,7 +42,7 @@ fn assert_report(run: &Run, image: &[u8]) {
 
 #[test]
 fn flashes_onto_a_new_file_without_asking() {
-    let env = env();
+    let env = Env::bare();
     // Not a multiple of the 4 MiB chunk, so the last chunk is a short one.
     let (image, bytes) = write_image(&env, 5 * MIB + 4097, 1);
     let target = env.path().join("new.raw");
@@ -80,7 +56,7 @@ fn flashes_onto_a_new_file_without_asking() {
 
 #[test]
 fn flashes_an_image_smaller_than_the_held_back_mib() {
-    let env = env();
+    let env = Env::bare();
     let (image, bytes) = write_image(&env, 1000, 2);
     let target = env.path().join("new.raw");
     let run = flash(&env, &image, &target, &[]).ok();
@@ -93,7 +69,7 @@ fn flashes_an_image_smaller_than_the_held_back_mib() {
 
 #[test]
 fn flashes_onto_an_existing_larger_file_with_yes() {
-    let env = env();
+    let env = Env::bare();
     let (image, bytes) = write_image(&env, 5 * MIB, 3);
     let target = env.path().join("disk.raw");
     fs::write(&target, vec![0xAA; 8 * MIB]).unwrap();
@@ -117,7 +93,7 @@ fn flashes_onto_an_existing_larger_file_with_yes() {
 
 #[test]
 fn refuses_an_existing_target_without_yes_when_stdin_is_not_a_terminal() {
-    let env = env();
+    let env = Env::bare();
     let (image, _) = write_image(&env, MIB, 4);
     let target = env.path().join("disk.raw");
     fs::write(&target, vec![0x55; 2 * MIB]).unwrap();
@@ -135,7 +111,7 @@ fn refuses_an_existing_target_without_yes_when_stdin_is_not_a_terminal() {
 
 #[test]
 fn refuses_the_image_itself_by_any_name() {
-    let env = env();
+    let env = Env::bare();
     let (image, bytes) = write_image(&env, MIB, 5);
     let link = env.path().join("another-name.img");
     fs::hard_link(&image, &link).unwrap();
@@ -149,7 +125,7 @@ fn refuses_the_image_itself_by_any_name() {
 
 #[test]
 fn refuses_directories_and_character_devices() {
-    let env = env();
+    let env = Env::bare();
     let (image, _) = write_image(&env, MIB, 6);
     flash(&env, &image, env.path(), &["--yes"])
         .fails()
@@ -161,7 +137,7 @@ fn refuses_directories_and_character_devices() {
 
 #[test]
 fn refuses_a_mounted_target() {
-    let env = env();
+    let env = Env::bare();
     let (image, _) = write_image(&env, MIB, 7);
     let backing = env.path().join("disk.raw");
     fs::write(&backing, vec![0; 4 * MIB]).unwrap();
@@ -191,7 +167,7 @@ fn refuses_a_mounted_target() {
 /// instead of writing over the running system.
 #[test]
 fn refuses_the_device_holding_root() {
-    let env = env();
+    let env = Env::bare();
     let (image, _) = write_image(&env, MIB, 10);
     let device = root_block_device().expect("/ is on no block device: this check cannot run");
     flash(&env, &image, &device, &[])
@@ -214,7 +190,7 @@ fn root_block_device() -> Option<PathBuf> {
 
 #[test]
 fn refuses_an_image_larger_than_a_loop_device() {
-    let env = env();
+    let env = Env::bare();
     let (image, _) = write_image(&env, 2 * MIB, 8);
     let backing = env.path().join("small.raw");
     fs::write(&backing, vec![0; MIB]).unwrap();
@@ -227,7 +203,7 @@ fn refuses_an_image_larger_than_a_loop_device() {
 
 #[test]
 fn flashes_onto_a_loop_device() {
-    let env = env();
+    let env = Env::bare();
     let (image, bytes) = write_image(&env, 3 * MIB + 1000, 9);
     let backing = env.path().join("disk.raw");
     fs::write(&backing, vec![0xAA; 4 * MIB]).unwrap();

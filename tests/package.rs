@@ -1,19 +1,18 @@
 //! `bootforge package --target pxe-bundle`: read back with the real tools (tar, sha256sum,
 //! dnsmasq), booted from its unpacked contents under QEMU, and reproducible byte for byte.
 
-mod common;
-
 use std::fs;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::boot::{HttpServer, ovmf_pxe, qemu, qemu_until, seabios_pxe};
-use common::media::{
+use crate::common::boot::{ovmf_pxe, qemu, qemu_until, seabios_pxe};
+use crate::common::http::HttpServer;
+use crate::common::media::{
     grub_profile, grubpc_recipe, iso_profile, package, rpi_profile, run_tool, usb_profile,
     write_profile,
 };
-use common::{Env, Run};
+use crate::common::{Env, Run};
 
 /// Packages `target` into `out/` and checks the file there is the one the report names.
 fn packaged(env: &Env, target: &str, profile: &str, url: &str, file: &str) -> std::path::PathBuf {
@@ -21,7 +20,10 @@ fn packaged(env: &Env, target: &str, profile: &str, url: &str, file: &str) -> st
     let path = env.path().join("out").join(file);
     assert_eq!(
         report["sha256"].as_str().unwrap(),
-        format!("sha256:{}", common::sha256_hex(&fs::read(&path).unwrap()))
+        format!(
+            "sha256:{}",
+            crate::common::sha256_hex(&fs::read(&path).unwrap())
+        )
     );
     path
 }
@@ -57,7 +59,10 @@ fn the_pxe_bundle_reads_back_and_boots_uefi_through_grub() {
     let bundle = env.path().join("out/pxe-bundle.tar.gz");
     assert_eq!(
         report["sha256"].as_str().unwrap(),
-        format!("sha256:{}", common::sha256_hex(&fs::read(&bundle).unwrap()))
+        format!(
+            "sha256:{}",
+            crate::common::sha256_hex(&fs::read(&bundle).unwrap())
+        )
     );
 
     // tar lists sorted entries owned by root with the recipe's SOURCE_DATE_EPOCH.
@@ -395,7 +400,10 @@ fn the_rpi_image_has_an_mbr_and_a_fat32_boot_partition_with_the_firmware() {
     let img_s = img.to_str().unwrap();
     assert_eq!(
         report["sha256"].as_str().unwrap(),
-        format!("sha256:{}", common::sha256_hex(&fs::read(&img).unwrap()))
+        format!(
+            "sha256:{}",
+            crate::common::sha256_hex(&fs::read(&img).unwrap())
+        )
     );
 
     // sfdisk: an MBR ("dos") table with one FAT32 (LBA) partition at 1 MiB.

@@ -1,16 +1,16 @@
 //! `publish`, `fetch`, `ls` and signing against a real S3 server (s3s-fs, with SigV4
 //! auth) on 127.0.0.1, read back with the real `aws` CLI and the real `minisign`.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::media::{package, rpi_profile};
-use common::s3::{BUCKET, S3Server, StaticServer, build_files, noise};
-use common::{Env, Run, sha256_hex};
+use crate::common::http::HttpServer;
+use crate::common::media::{package, rpi_profile};
+use crate::common::noise;
+use crate::common::s3::{BUCKET, S3Server, build_files};
+use crate::common::{Env, Run, sha256_hex};
 use serde_json::Value;
 
 fn publish(s3: &S3Server, env: &Env, prefix: &str, channel: &str, extra: &[&str]) -> Value {
@@ -229,7 +229,7 @@ fn a_200_mib_artifact_goes_up_in_parts_and_comes_back_identical() {
     )
     .ok();
     let f = fs::File::open(env.path().join("by-aws.img")).unwrap();
-    assert_eq!(common::sha256_reader(f), big_hex);
+    assert_eq!(crate::common::sha256_reader(f), big_hex);
     let got = s3
         .run(
             &env,
@@ -381,7 +381,7 @@ fn fetch_over_https_resumes_an_interrupted_download() {
     build_files(&env, "files", &[("usb.img", &data)]);
     publish(&s3, &env, "lab", "nightly", &[]);
     // A public mirror of the prefix that drops the first transfer after 2 MiB.
-    let web = StaticServer::start(s3.data.join(BUCKET).join("lab"), Some(2 << 20));
+    let web = HttpServer::serve_dir(s3.data.join(BUCKET).join("lab"), Some(2 << 20));
     let base = web.url("");
     let base = base.trim_end_matches('/');
     let fetch_usb = || {
@@ -479,22 +479,28 @@ fn bad_credentials_bucket_location_and_channel_get_clear_errors() {
     .fails()
     .says(&["neither in", "bootforge ls"]);
 
-    publish(&s3, &env, "lab", "nightly", &[]);
+    let manifest = publish(&s3, &env, "lab", "nightly", &[])["manifest"].clone();
     s3.run(
         &env,
         &["fetch", "x.bin", "--from", &to, "--channel", "nope"],
     )
     .fails()
-    .says(&["unknown channel `nope`", "channels there: nightly"]);
+    .error_is(
+        "unknown channel `nope` at s3://bootforge/lab (no channels/nope.json); channels there: \
+         nightly",
+    );
     s3.run(
         &env,
         &["fetch", "y.bin", "--from", &to, "--channel", "nightly"],
     )
     .fails()
-    .says(&["no artifact `y.bin`", "files/x.bin"]);
+    .error_is(&format!(
+        "channel nightly (manifest {}) has no artifact `y.bin`; it has: files/x.bin",
+        manifest.as_str().unwrap()
+    ));
     s3.run(&env, &["fetch", "x.bin", "--from", &to])
         .fails()
-        .says(&["needs --channel"]);
+        .error_is("fetching `x.bin` by name needs --channel (or fetch sha256:<hex>)");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::store::Digest;
+use crate::base::Digest;
 
 /// Bumped whenever the encoding or the meaning of an input changes, so old entries stop
 /// matching instead of being misread.

@@ -1,9 +1,7 @@
 //! The build stage: from a loaded recipe to outputs in the store, reusing the action cache
 //! whenever every input is unchanged.
 
-pub mod executor;
 mod key;
-mod process;
 pub mod toolchain;
 
 use std::collections::BTreeMap;
@@ -16,10 +14,12 @@ use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
 
+use crate::base::Digest;
+use crate::base::executor::{Executor, StepCommand};
+use crate::base::process;
 use crate::recipe::{LoadedRecipe, expand};
 use crate::source::{self, Mirrors, SourceIdentity};
-use crate::store::{Digest, Produced, ProducedFile, Store};
-use executor::{Executor, StepCommand};
+use crate::store::{Produced, ProducedFile, Store};
 pub use key::{KeyInputs, SCHEMA};
 use toolchain::{Toolchain, Unresolved};
 
@@ -34,6 +34,8 @@ pub struct Settings {
     pub mirrors: Mirrors,
     /// Value of `{jobs}`; not part of the action key (parallelism must not change output).
     pub jobs: usize,
+    /// The Debian mirror toolchains are debootstrapped from (debootstrap's own when `None`).
+    pub debian_mirror: Option<String>,
 }
 
 /// What the user asked of one recipe.
@@ -324,7 +326,7 @@ pub fn build(settings: &Settings, recipe: &LoadedRecipe, req: &Request) -> Resul
                 "[{}] building toolchain `{}` ({why})",
                 recipe.name, spec.name
             );
-            Toolchain::Spec(toolchain::build(&spec, store, &settings.executor)?)
+            Toolchain::Spec(toolchain::build(&spec, settings)?)
         }
     };
     let inputs = prepared.key_inputs(&toolchain);
@@ -386,6 +388,51 @@ pub fn build(settings: &Settings, recipe: &LoadedRecipe, req: &Request) -> Resul
     )?;
     record_latest(store, &entry)?;
     Ok(report(entry, false, started, start, checked_against))
+}
+
+/// Builds independent recipes side by side, a thread each; reports come back in order, and
+/// a failure is reported (on stderr) without stopping the others. Returns whether any failed.
+pub fn build_all(
+    settings: &Settings,
+    recipes: &[LoadedRecipe],
+    req: &Request,
+) -> (Vec<BuildReport>, bool) {
+    let results: Vec<Result<BuildReport>> = std::thread::scope(|s| {
+        let handles: Vec<_> = recipes
+            .iter()
+            .map(|r| s.spawn(|| build(settings, r, req)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("build thread panicked"))
+            .collect()
+    });
+    let mut reports = Vec::new();
+    let mut failed = false;
+    for res in results {
+        match res {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    (reports, failed)
+}
+
+/// Copies each report's outputs to `dir/<recipe>/<output>`, verified, with their modes.
+pub fn export(store: &Store, reports: &[BuildReport], dir: &Path) -> Result<()> {
+    for r in reports {
+        for o in &r.outputs {
+            store.export_blob(
+                &o.sha256,
+                &dir.join(&r.recipe).join(&o.name),
+                Some(o.mode()),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Notes `entry` as what its recipe last produced, for `publish`; the entry itself becomes

@@ -8,10 +8,11 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::executor::Executor;
+use crate::base::Digest;
+use crate::base::executor::Executor;
 use crate::recipe::toolchain::LoadedSpec;
 use crate::recipe::{LoadedRecipe, ToolchainRef};
-use crate::store::{Digest, Store};
+use crate::store::{Store, layout};
 
 /// What the store records about a built toolchain (`toolchains/<name>.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,8 +88,7 @@ pub fn resolve(
         })),
         Some(ToolchainRef::Spec(name)) => {
             let spec = LoadedSpec::load(&recipe.toolchain_spec_path(name))?;
-            let record: Option<ToolchainRecord> =
-                store.read_json(&format!("toolchains/{name}.json"))?;
+            let record: Option<ToolchainRecord> = store.read_json(&layout::toolchain(name))?;
             Ok(match record {
                 None => Err(Unresolved::NeedsBuild(spec, "never built")),
                 Some(r) if r.spec_sha256 != spec.digest.hex() => Err(Unresolved::NeedsBuild(
@@ -129,17 +129,82 @@ const VOLATILE: [&str; 12] = [
     "var/lib/apt/lists",
 ];
 
+/// A toolchain `bootforge toolchain build` made, and where its package versions went.
+#[derive(Debug)]
+pub struct Built {
+    pub record: ToolchainRecord,
+    pub lock_file: std::path::PathBuf,
+}
+
+/// `bootforge toolchain build`: builds the spec's image, holding the store shared.
+pub fn build_spec(spec: &LoadedSpec, settings: &super::Settings) -> Result<Built> {
+    let _lock = settings.store.lock_shared()?;
+    Ok(Built {
+        record: build(spec, settings)?,
+        lock_file: spec.lock_path(),
+    })
+}
+
 /// Builds a toolchain from its spec: debootstrap, install packages, record versions, pack a
 /// normalised tarball into the store and import it as an image.
-pub fn build(spec: &LoadedSpec, store: &Store, executor: &Executor) -> Result<ToolchainRecord> {
+pub fn build(spec: &LoadedSpec, settings: &super::Settings) -> Result<ToolchainRecord> {
+    let (store, executor) = (&settings.store, &settings.executor);
     if !executor.kind.is_container() {
         bail!("toolchains are container images; `--executor host` does not use them");
     }
     executor.check_available()?;
     let _lock = store.lock_named(&format!("toolchain-{}", spec.name))?;
-    let s = &spec.spec;
     let work = store.temp_dir("toolchain-")?;
     let rootfs = work.path().join("rootfs");
+    bootstrap(
+        spec,
+        &rootfs,
+        work.path(),
+        settings.debian_mirror.as_deref(),
+    )?;
+    let packages = installed_packages(&rootfs)?;
+    normalise(&rootfs)?;
+    eprintln!("[toolchain {}] packing rootfs", spec.name);
+    let tarball = work.path().join("rootfs.tar");
+    let mut tar = Command::new("tar");
+    tar.args([
+        "--sort=name",
+        "--owner=0",
+        "--group=0",
+        "--numeric-owner",
+        "--format=gnu",
+    ])
+    .arg(format!("--mtime=@{}", spec.spec.epoch))
+    .arg("-C")
+    .arg(&rootfs)
+    .arg("-cf")
+    .arg(&tarball)
+    .arg(".");
+    run_quiet(tar, "tar", work.path())?;
+    let stored = store.put_file(&tarball)?;
+    let image = format!(
+        "localhost/bootforge-{}:{}",
+        spec.name,
+        stored.digest.short(16)
+    );
+    executor.ensure_image(&image, &store.blob_path(&stored.digest))?;
+    let record = ToolchainRecord {
+        name: spec.name.clone(),
+        spec_sha256: spec.digest.hex(),
+        rootfs: stored.digest,
+        size: stored.size,
+        image,
+        suite: spec.spec.suite.clone(),
+        packages,
+    };
+    store.write_json(&layout::toolchain(&spec.name), &record)?;
+    write_lock_file(spec, &record)?;
+    Ok(record)
+}
+
+/// debootstrap, then the spec's packages.
+fn bootstrap(spec: &LoadedSpec, rootfs: &Path, logdir: &Path, mirror: Option<&str>) -> Result<()> {
+    let s = &spec.spec;
     eprintln!(
         "[toolchain {}] debootstrap --variant={} {} (this takes a minute or more)",
         spec.name, s.variant, s.suite
@@ -147,29 +212,33 @@ pub fn build(spec: &LoadedSpec, store: &Store, executor: &Executor) -> Result<To
     let mut boot = Command::new("debootstrap");
     boot.arg(format!("--variant={}", s.variant))
         .arg(&s.suite)
-        .arg(&rootfs);
-    if let Ok(mirror) = std::env::var("BOOTFORGE_DEBIAN_MIRROR") {
+        .arg(rootfs);
+    if let Some(mirror) = mirror {
         boot.arg(mirror);
     }
-    run_quiet(boot, "debootstrap", work.path())
+    run_quiet(boot, "debootstrap", logdir)
         .context("debootstrap failed (is it installed? `apt-get install debootstrap`; it needs root and a Debian mirror)")?;
-
-    if !s.packages.is_empty() {
-        eprintln!(
-            "[toolchain {}] installing {} packages",
-            spec.name,
-            s.packages.len()
-        );
-        fs::copy("/etc/resolv.conf", rootfs.join("etc/resolv.conf"))
-            .context("copying /etc/resolv.conf into the rootfs")?;
-        chroot(&rootfs, &["apt-get", "update", "-qq"], work.path())?;
-        let mut install = vec!["apt-get", "install", "-y", "-qq", "--no-install-recommends"];
-        install.extend(s.packages.iter().map(String::as_str));
-        chroot(&rootfs, &install, work.path())?;
-        chroot(&rootfs, &["apt-get", "clean"], work.path())?;
+    if s.packages.is_empty() {
+        return Ok(());
     }
+    eprintln!(
+        "[toolchain {}] installing {} packages",
+        spec.name,
+        s.packages.len()
+    );
+    fs::copy("/etc/resolv.conf", rootfs.join("etc/resolv.conf"))
+        .context("copying /etc/resolv.conf into the rootfs")?;
+    chroot(rootfs, &["apt-get", "update", "-qq"], logdir)?;
+    let mut install = vec!["apt-get", "install", "-y", "-qq", "--no-install-recommends"];
+    install.extend(s.packages.iter().map(String::as_str));
+    chroot(rootfs, &install, logdir)?;
+    chroot(rootfs, &["apt-get", "clean"], logdir)
+}
+
+/// `package=version` for everything installed, sorted.
+fn installed_packages(rootfs: &Path) -> Result<Vec<String>> {
     let listing = Command::new("chroot")
-        .arg(&rootfs)
+        .arg(rootfs)
         .args(["dpkg-query", "-W", "-f", "${Package}=${Version}\n"])
         .output()
         .context("listing installed packages")?;
@@ -178,7 +247,11 @@ pub fn build(spec: &LoadedSpec, store: &Store, executor: &Executor) -> Result<To
         .map(str::to_owned)
         .collect();
     packages.sort();
+    Ok(packages)
+}
 
+/// Removes what differs from one debootstrap run to the next (logs, caches, ids).
+fn normalise(rootfs: &Path) -> Result<()> {
     for rel in VOLATILE {
         let p = rootfs.join(rel);
         if p.is_dir() {
@@ -196,42 +269,11 @@ pub fn build(spec: &LoadedSpec, store: &Store, executor: &Executor) -> Result<To
     }
     // An empty machine-id tells systemd-aware tools "not yet set" instead of a random one.
     fs::write(rootfs.join("etc/machine-id"), b"")?;
+    Ok(())
+}
 
-    eprintln!("[toolchain {}] packing rootfs", spec.name);
-    let tarball = work.path().join("rootfs.tar");
-    let mut tar = Command::new("tar");
-    tar.args([
-        "--sort=name",
-        "--owner=0",
-        "--group=0",
-        "--numeric-owner",
-        "--format=gnu",
-    ])
-    .arg(format!("--mtime=@{}", s.epoch))
-    .arg("-C")
-    .arg(&rootfs)
-    .arg("-cf")
-    .arg(&tarball)
-    .arg(".");
-    run_quiet(tar, "tar", work.path())?;
-    let stored = store.put_file(&tarball)?;
-    let image = format!(
-        "localhost/bootforge-{}:{}",
-        spec.name,
-        stored.digest.short(16)
-    );
-    executor.ensure_image(&image, &store.blob_path(&stored.digest))?;
-
-    let record = ToolchainRecord {
-        name: spec.name.clone(),
-        spec_sha256: spec.digest.hex(),
-        rootfs: stored.digest,
-        size: stored.size,
-        image,
-        suite: s.suite.clone(),
-        packages,
-    };
-    store.write_json(&format!("toolchains/{}.json", spec.name), &record)?;
+/// `recipes/toolchains/<name>.lock`: the resolved package versions, for review.
+fn write_lock_file(spec: &LoadedSpec, record: &ToolchainRecord) -> Result<()> {
     let mut lock = format!(
         "# Resolved by `bootforge toolchain build {}`: the packages in rootfs {}.\n",
         spec.name, record.rootfs
@@ -241,8 +283,7 @@ pub fn build(spec: &LoadedSpec, store: &Store, executor: &Executor) -> Result<To
         lock.push('\n');
     }
     fs::write(spec.lock_path(), lock)
-        .with_context(|| format!("writing {}", spec.lock_path().display()))?;
-    Ok(record)
+        .with_context(|| format!("writing {}", spec.lock_path().display()))
 }
 
 fn chroot(rootfs: &Path, argv: &[&str], logdir: &Path) -> Result<()> {

@@ -15,8 +15,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::publish::progress::Progress;
-use crate::store::{Digest, Hasher};
+use crate::base::progress::Progress;
+use crate::base::{Digest, Hasher};
 use in_use::{DevNum, read_mounts, read_swaps, refuse_block_in_use, refuse_file_in_use};
 
 mod in_use;

@@ -7,7 +7,8 @@ use std::io::Write;
 use anyhow::Result;
 use flate2::{Compression, GzBuilder};
 
-use crate::store::{Digest, Store, Stored};
+use crate::base::Digest;
+use crate::store::{Store, Stored};
 
 /// One file of an archive, its bytes in the store.
 #[derive(Debug, Clone)]

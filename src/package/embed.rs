@@ -8,12 +8,13 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::{patch, template, zinfo};
-use crate::build::executor::StepCommand;
+use crate::base::Digest;
+use crate::base::executor::StepCommand;
 use crate::build::toolchain::{self, Toolchain};
 use crate::build::{self, Artifact, Request, Settings};
 use crate::recipe::placeholder::Repack;
 use crate::recipe::{LoadedRecipe, Placeholder, ScriptKind};
-use crate::store::{Digest, Store};
+use crate::store::Store;
 
 /// Outputs larger than this are not scanned for a placeholder: boot loaders are small.
 const MAX_PATCHABLE: u64 = 64 << 20;
@@ -139,6 +140,19 @@ pub fn embed(
     };
     store.write_json(&entry_path, &report)?;
     Ok(report)
+}
+
+/// Copies the patched outputs to `dir/<recipe>/<output>`, verified, with their modes.
+pub fn export_embedded(store: &Store, report: &EmbedReport, dir: &Path) -> Result<()> {
+    for o in &report.outputs {
+        let mode = if o.executable { 0o755 } else { 0o644 };
+        store.export_blob(
+            &o.sha256,
+            &dir.join(&report.recipe).join(&o.name),
+            Some(mode),
+        )?;
+    }
+    Ok(())
 }
 
 /// Refuses scripts the loader would silently stop reading.

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::embed::embed;
 use super::profile::LoadedProfile;
+use crate::base::Digest;
 use crate::build::{self, ActionEntry, Request, Settings};
 use crate::recipe::LoadedRecipe;
-use crate::store::Digest;
 
 /// A role's default source: recipe (by its role in the profile's `recipes`) and output.
 fn default_source(role: &str) -> Option<(&'static str, &'static str)> {

@@ -8,7 +8,8 @@ use hadris_iso::{
     AppendedPartition, BootEntry, BootInfo, ElTorito, Hybrid, IsoId, IsoLevel, IsoOptions,
 };
 
-use crate::store::{Digest, Store, Stored};
+use crate::base::Digest;
+use crate::store::{Store, Stored};
 
 /// What goes on the disc.
 pub struct IsoSpec<'a> {

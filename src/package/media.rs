@@ -15,8 +15,9 @@ use super::profile::{LoadedProfile, Loader};
 use super::rpi::write_rpi_img;
 use super::template;
 use super::usb::{UsbSpec, write_usb_img};
+use crate::base::Digest;
 use crate::build::Settings;
-use crate::store::{Digest, Produced, ProducedFile, Store, Stored};
+use crate::store::{Produced, ProducedFile, Store, Stored};
 
 /// Bumped when the layout or encoding of a medium changes.
 const PACKAGE_SCHEMA: u32 = 1;

@@ -15,5 +15,5 @@ pub mod template;
 mod usb;
 pub mod zinfo;
 
-pub use embed::{EmbedReport, EmbeddedArtifact, embed};
+pub use embed::{EmbedReport, EmbeddedArtifact, embed, export_embedded};
 pub use media::{Manifest, PackageReport, Target, package};

@@ -6,7 +6,8 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use super::fat::{FatFile, FatSpec, FatType, write_fat_at};
-use crate::store::{Digest, Store, Stored};
+use crate::base::Digest;
+use crate::store::{Store, Stored};
 
 /// Where the boot partition starts: 1 MiB, the alignment SD cards and the Pi's own images use.
 const PART_START: u64 = 1 << 20;

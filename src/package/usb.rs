@@ -11,7 +11,8 @@ use gpt::partition::Partition;
 use gpt::partition_types::{BIOS, EFI};
 
 use super::fat::{FatFile, FatSpec, write_fat_at};
-use crate::store::{Digest, Store, Stored};
+use crate::base::Digest;
+use crate::store::{Store, Stored};
 
 const SECTOR: u64 = 512;
 /// The BIOS boot partition: LBA 2048 (1 MiB), 1 MiB long, room for any core.img.

@@ -14,7 +14,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::store::Digest;
+use crate::base::Digest;
 pub use error::{RecipeError, parse_yaml};
 pub use placeholder::{Placeholder, ScriptKind};
 pub use toolchain::ToolchainSpec;
@@ -580,6 +580,24 @@ impl LoadedRecipe {
             .flat_map(|s| &s.run)
             .any(|a| a.contains("{embed}"))
     }
+}
+
+/// The archives the recipes in `dir` pin by sha256: kept by `cache gc` even before they are
+/// built.
+pub fn pinned_sources(dir: &Path) -> Result<BTreeSet<Digest>> {
+    let mut pins = BTreeSet::new();
+    if !dir.is_dir() {
+        return Ok(pins);
+    }
+    for name in list_recipes(dir)? {
+        let path = dir.join(format!("{name}.yaml"));
+        let r = LoadedRecipe::load(&path)
+            .with_context(|| format!("reading {} for its pins", path.display()))?;
+        if let Source::Url { sha256, .. } = r.recipe.source {
+            pins.insert(sha256);
+        }
+    }
+    Ok(pins)
 }
 
 /// Names of the `.yaml` recipes in a directory, sorted.

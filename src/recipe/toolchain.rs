@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::parse_yaml;
-use crate::store::Digest;
+use crate::base::Digest;
 
 /// A toolchain spec as written in YAML.
 #[derive(Debug, Clone, Serialize, Deserialize)]

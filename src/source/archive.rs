@@ -12,7 +12,8 @@ use flate2::read::GzDecoder;
 use xz2::read::XzDecoder;
 
 use super::unpack::{AbsoluteLinks, MAX_LINK_TARGET, Refused, Tree, refuse};
-use crate::store::{Digest, Store};
+use crate::base::Digest;
+use crate::store::Store;
 
 /// Makes sure the archive pinned as `sha256` is in the store, downloading it from `fetch_from`
 /// (a URL, `file://` URL or local path) when absent. A download that does not match the pin

@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use crate::store::{Digest, Store};
+use crate::base::Digest;
+use crate::store::Store;
 
 fn git(repo: &Path) -> Command {
     let mut c = Command::new("git");

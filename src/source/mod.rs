@@ -14,8 +14,9 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::base::Digest;
 use crate::recipe::{LoadedRecipe, Source};
-use crate::store::{Digest, Store};
+use crate::store::Store;
 
 pub use tree::hash_tree;
 

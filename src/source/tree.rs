@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use walkdir::WalkDir;
 
-use crate::store::{Digest, Hasher, hash_reader};
+use crate::base::{Digest, Hasher, hash_reader};
 
 /// Entries skipped in `path` sources: version-control metadata is not source.
 fn skipped(name: &std::ffi::OsStr) -> bool {

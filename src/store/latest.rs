@@ -5,7 +5,8 @@
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{Digest, Store};
+use super::Store;
+use crate::base::Digest;
 
 /// One file a build or package produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

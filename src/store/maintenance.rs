@@ -13,7 +13,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Digest, Store, hash_reader};
+use super::Store;
+use crate::base::{Digest, hash_reader};
 
 const ROOT_DIRS: [&str; 4] = ["actions", "toolchains", "channels", "latest"];
 

@@ -1,380 +1,217 @@
-//! The content-addressed store: blobs by sha256, small JSON documents (action entries,
-//! toolchain records, channels), and the locks that make one store safe to share between
-//! processes.
+//! Stores: the content-addressed layout ([`layout`]) wherever it lives, behind one interface.
 //!
-//! Layout (the same locally and, later, in a bucket):
+//! - [`Store`] is this machine's store: a directory with blobs verified on every read,
+//!   documents written by fsync-then-rename, and the locks that let processes share it.
+//! - An S3 bucket prefix ([`s3`]: AWS, Garage, MinIO, s3s …) and a read-only HTTPS copy
+//!   ([`http`]) hold the same layout.
 //!
-//! ```text
-//! blobs/sha256/<hex>        immutable content, verified on read
-//! actions/<key>.json        build results by action key
-//! toolchains/<name>.json    built toolchain images
-//! history/<recipe>.json     the last action key per recipe, to explain cache misses
-//! latest/<kind>-<name>.json what the last build or package produced (what `publish` sends)
-//! git/<url-hash>.git        bare clones of git sources (a fetch cache, not content)
-//! tmp/                      temporary files, renamed into place when complete
-//! locks/                    advisory locks
-//! ```
-//!
-//! Every write goes to `tmp/` first, is fsynced and then renamed into place, so a reader (or a
-//! process killed halfway) never sees a partial blob or document.
+//! All three implement [`Storage`], and [`open`] turns a [`Location`] (`./cache`,
+//! `s3://bucket/prefix`, `https://host/prefix`) into one. A blob read through
+//! [`read_blob_into`] is checked against its sha256 as it streams, whatever the backend; an
+//! error names the location and the key, and is never turned into a miss.
 
-mod digest;
+pub mod http;
 mod latest;
+pub mod layout;
+mod local;
+mod location;
 mod maintenance;
+pub mod s3;
 
-use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use tempfile::NamedTempFile;
+use anyhow::Result;
 
-pub use digest::{Digest, Hasher, HashingWriter, VerifyingReader, hash_reader};
+use crate::base::progress::Progress;
+use crate::base::{Digest, Hasher, HashingWriter};
 pub use latest::{Produced, ProducedFile};
+pub use local::{Imported, Lock, Store, Stored};
+pub use location::Location;
 pub use maintenance::{BlobInfo, GcReport, VerifyReport};
 
-/// A blob just written to the store.
+/// The largest document (manifest, channel, signature, view, action entry) read from a
+/// store. Anyone who can write to a bucket can forge these, so a reader never holds more
+/// than this in memory.
+pub const MAX_DOCUMENT: u64 = 16 << 20;
+
+/// One object as listed.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// The key relative to the store's root.
+    pub key: String,
+    pub size: u64,
+    /// Last modified, seconds since the epoch.
+    pub modified: Option<i64>,
+}
+
+/// How an object is stored: what HTTP clients and caches are told about it.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectKind<'a> {
+    pub content_type: &'a str,
+    /// Blobs and manifests never change; pointers and views must be revalidated.
+    pub immutable: bool,
+}
+
+impl ObjectKind<'_> {
+    /// A JSON document: immutable (a manifest) or a pointer or view that changes.
+    pub fn json(immutable: bool) -> ObjectKind<'static> {
+        ObjectKind {
+            content_type: "application/json",
+            immutable,
+        }
+    }
+
+    /// Text: sums and signatures.
+    pub fn text(immutable: bool) -> ObjectKind<'static> {
+        ObjectKind {
+            content_type: "text/plain; charset=utf-8",
+            immutable,
+        }
+    }
+
+    /// The `Cache-Control` a public server should send.
+    pub fn cache_control(&self) -> &'static str {
+        if self.immutable {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        }
+    }
+}
+
+/// A store, wherever it is. Keys are [`layout`] keys, relative to the store's root.
+pub trait Storage: Send + Sync {
+    /// Where it is, for messages.
+    fn location(&self) -> &Location;
+
+    /// The URL anonymous readers reach the store's root at, when there is one to derive.
+    fn public_base(&self) -> Option<String> {
+        None
+    }
+
+    /// The object's size, or `None` when there is no object at `key`.
+    fn head(&self, key: &str) -> Result<Option<u64>>;
+
+    /// A whole document of at most [`MAX_DOCUMENT`] bytes, or `None` when absent.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Streams the object from byte `offset` into `w`, at most `limit` bytes (a store that
+    /// sends more is an error, so it cannot fill a disk); returns the bytes written.
+    fn read_into(&self, key: &str, offset: u64, limit: u64, w: &mut dyn Write) -> Result<u64>;
+
+    /// Writes a small object whole. With `create_only`, an object already there is left
+    /// alone; returns whether it was written. Correctness never depends on it: keys written
+    /// create-only are content addresses, so a second write puts the same bytes.
+    fn put(&self, key: &str, bytes: Vec<u8>, kind: ObjectKind, create_only: bool) -> Result<bool>;
+
+    /// Writes `size` bytes of `file` (already verified by the caller) at `key`, counting
+    /// them into `progress`; returns the number of parts it went up in (0: one request).
+    fn put_file(
+        &self,
+        key: &str,
+        file: Arc<File>,
+        size: u64,
+        kind: ObjectKind,
+        progress: Arc<Progress>,
+    ) -> Result<usize>;
+
+    /// Every object under `prefix`, or `None` where the store cannot be listed (HTTPS).
+    fn list(&self, prefix: &str) -> Result<Option<Vec<Object>>>;
+}
+
+/// How remote stores are reached: what the configuration says beyond the location.
+#[derive(Debug, Clone, Default)]
+pub struct Remote {
+    /// Path-style S3 addressing; `None`: when the endpoint is not AWS's.
+    pub path_style: Option<bool>,
+    /// Keep the AWS SDK's own retry settings (`AWS_MAX_ATTEMPTS` is set) instead of ours.
+    pub sdk_retries: bool,
+    /// Requests in flight at once (blobs and multipart parts together).
+    pub parallel: usize,
+}
+
+/// What a store is opened for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stored {
-    pub digest: Digest,
+pub enum Access {
+    /// Only read: a local directory must exist, and nothing is created in it.
+    Read,
+    /// Written to: a local directory is created as a store if missing.
+    Write,
+}
+
+/// Opens the store at `location`: a local directory, a bucket prefix (checked to be
+/// reachable), or an HTTPS base URL.
+pub fn open(location: &Location, remote: &Remote, access: Access) -> Result<Box<dyn Storage>> {
+    Ok(match location {
+        Location::Local { path } if access == Access::Read => Box::new(Store::existing(path)?),
+        Location::Local { path } => Box::new(Store::open(path)?),
+        Location::S3 { bucket, prefix } => Box::new(s3::S3Store::connect(
+            location.clone(),
+            bucket,
+            prefix,
+            remote,
+        )?),
+        Location::Https { base } => Box::new(http::HttpStore::new(location.clone(), base)),
+    })
+}
+
+/// A blob whose bytes are not the ones its name says: the copy in the store is corrupt.
+#[derive(Debug)]
+pub struct CorruptBlob {
+    pub at: String,
+    pub got: Digest,
+    pub got_size: u64,
+    pub expected: Digest,
     pub size: u64,
 }
 
-/// A store rooted at a directory.
-#[derive(Debug, Clone)]
-pub struct Store {
-    root: PathBuf,
-}
-
-/// A held advisory lock; released on drop.
-#[derive(Debug)]
-pub struct Lock {
-    _file: File,
-}
-
-impl Store {
-    /// Opens (creating if needed) the store at `root` and checks that it is writable, so a
-    /// read-only or missing volume is reported up front rather than as a cache miss later.
-    pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
-        let root = root.into();
-        for dir in [
-            "blobs/sha256",
-            "actions",
-            "toolchains",
-            "history",
-            "latest",
-            "git",
-            "tmp",
-            "locks",
-        ] {
-            let p = root.join(dir);
-            fs::create_dir_all(&p)
-                .with_context(|| format!("creating store directory {}", p.display()))?;
-        }
-        let probe = tempfile::NamedTempFile::new_in(root.join("tmp"))
-            .with_context(|| format!("store {} is not writable", root.display()))?;
-        drop(probe);
-        Ok(Store { root })
-    }
-
-    /// The store's root directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// Where a blob lives (whether or not it exists).
-    pub fn blob_path(&self, d: &Digest) -> PathBuf {
-        self.root.join("blobs/sha256").join(d.hex())
-    }
-
-    /// Whether a blob is present (not verified; reads verify).
-    pub fn has_blob(&self, d: &Digest) -> bool {
-        self.blob_path(d).is_file()
-    }
-
-    /// Removes a blob (a refused source archive); absent is fine.
-    pub fn remove_blob(&self, d: &Digest) -> Result<()> {
-        match fs::remove_file(self.blob_path(d)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("removing blob {d}"))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Streams `r` into the store and returns its digest.
-    pub fn put_reader(&self, r: impl Read) -> Result<Stored> {
-        self.put_checked(r, None)
-    }
-
-    /// Streams `r` into the store only if it hashes to `expected`; otherwise nothing is stored.
-    pub fn put_expected(&self, r: impl Read, expected: &Digest) -> Result<Stored> {
-        self.put_checked(r, Some(expected))
-    }
-
-    /// Copies a file into the store.
-    pub fn put_file(&self, path: &Path) -> Result<Stored> {
-        let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        self.put_reader(BufReader::with_capacity(1 << 20, f))
-            .with_context(|| format!("storing {}", path.display()))
-    }
-
-    /// Moves a finished temporary file (from [`Store::temp_file`]) into the store.
-    pub fn put_temp(&self, tmp: NamedTempFile) -> Result<Stored> {
-        let f = File::open(tmp.path()).context("reopening a temporary file")?;
-        let (digest, size) = hash_reader(BufReader::with_capacity(1 << 20, f))?;
-        let dest = self.blob_path(&digest);
-        if !dest.exists() {
-            self.commit(tmp, &dest)?;
-        }
-        Ok(Stored { digest, size })
-    }
-
-    /// Stores bytes held in memory (small documents, logs).
-    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Stored> {
-        self.put_reader(bytes)
-    }
-
-    fn put_checked(&self, mut r: impl Read, expected: Option<&Digest>) -> Result<Stored> {
-        let tmp = self.temp_file()?;
-        let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, tmp));
-        io::copy(&mut r, &mut w).context("writing blob")?;
-        let (buf, digest, size) = w.finish();
-        let tmp = buf.into_inner().map_err(|e| e.into_error())?;
-        if let Some(expected) = expected
-            && *expected != digest
-        {
-            bail!(
-                "sha256 mismatch: expected {expected}, got {digest} ({size} bytes); nothing was stored"
-            );
-        }
-        let dest = self.blob_path(&digest);
-        if !dest.exists() {
-            self.commit(tmp, &dest)?;
-        }
-        Ok(Stored { digest, size })
-    }
-
-    /// Opens a blob for reading; the reader fails at the end if the bytes do not match.
-    pub fn open_blob(&self, d: &Digest) -> Result<VerifyingReader<BufReader<File>>> {
-        let path = self.blob_path(d);
-        let f = File::open(&path).with_context(|| format!("blob {d} is not in the store"))?;
-        Ok(VerifyingReader::new(
-            BufReader::with_capacity(1 << 20, f),
-            *d,
-            format!("blob {}", path.display()),
-        ))
-    }
-
-    /// Reads a whole (small) blob into memory, verified.
-    pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        self.open_blob(d)?.read_to_end(&mut out)?;
-        Ok(out)
-    }
-
-    /// Copies a blob to `dest`, verifying it first: the bytes go to a temporary file in the
-    /// destination folder and are renamed into place only once the hash checks out.
-    pub fn export_blob(&self, d: &Digest, dest: &Path, mode: Option<u32>) -> Result<()> {
-        let dir = dest
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut tmp = NamedTempFile::new_in(dir)
-            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-        copy_sparse(&mut self.open_blob(d)?, tmp.as_file_mut())
-            .with_context(|| format!("copying {d} to {}", dest.display()))?;
-        if let Some(mode) = mode {
-            use std::os::unix::fs::PermissionsExt;
-            tmp.as_file()
-                .set_permissions(fs::Permissions::from_mode(mode))?;
-        }
-        tmp.as_file().sync_all()?;
-        tmp.persist(dest)
-            .with_context(|| format!("renaming into {}", dest.display()))?;
-        Ok(())
-    }
-
-    /// Reads a JSON document at a path relative to the root; `None` when absent.
-    pub fn read_json<T: DeserializeOwned>(&self, rel: &str) -> Result<Option<T>> {
-        let path = self.root.join(rel);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is not a valid document", path.display()))
-                .map(Some),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
-    }
-
-    /// Atomically writes a JSON document at a path relative to the root.
-    pub fn write_json<T: Serialize>(&self, rel: &str, value: &T) -> Result<()> {
-        let mut bytes = serde_json::to_vec_pretty(value)?;
-        bytes.push(b'\n');
-        let mut tmp = self.temp_file()?;
-        tmp.write_all(&bytes)?;
-        let dest = self.root.join(rel);
-        if let Some(dir) = dest.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        self.commit(tmp, &dest)
-    }
-
-    /// A temporary file in the store's own `tmp/`, on the same filesystem as its destination;
-    /// deleted on drop unless committed.
-    pub fn temp_file(&self) -> Result<NamedTempFile> {
-        NamedTempFile::new_in(self.root.join("tmp"))
-            .context("creating a temporary file in the store")
-    }
-
-    /// A temporary directory in the store's `tmp/`, removed on drop.
-    pub fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir> {
-        tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in(self.root.join("tmp"))
-            .context("creating a temporary directory in the store")
-    }
-
-    /// fsyncs `tmp` and renames it to `dest`, then fsyncs the directory.
-    fn commit(&self, tmp: NamedTempFile, dest: &Path) -> Result<()> {
-        tmp.as_file()
-            .sync_all()
-            .context("syncing a temporary file")?;
-        tmp.persist(dest)
-            .with_context(|| format!("renaming into {}", dest.display()))?;
-        if let Some(dir) = dest.parent()
-            && let Ok(d) = File::open(dir)
-        {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    }
-
-    /// Takes a shared lock on the whole store: held by everything that adds to it, so `gc`
-    /// (which takes it exclusively) never deletes what a running build is about to reference.
-    pub fn lock_shared(&self) -> Result<Lock> {
-        let f = self.lock_file("store")?;
-        f.lock_shared().context("locking the store")?;
-        Ok(Lock { _file: f })
-    }
-
-    /// Takes the store lock exclusively (for `gc`).
-    pub fn lock_exclusive(&self) -> Result<Lock> {
-        let f = self.lock_file("store")?;
-        f.lock().context("locking the store exclusively")?;
-        Ok(Lock { _file: f })
-    }
-
-    /// Takes a named exclusive lock (one action key, one git mirror), waiting for it.
-    pub fn lock_named(&self, name: &str) -> Result<Lock> {
-        let f = self.lock_file(name)?;
-        f.lock()
-            .with_context(|| format!("taking the lock {name}"))?;
-        Ok(Lock { _file: f })
-    }
-
-    fn lock_file(&self, name: &str) -> Result<File> {
-        let path = self.root.join("locks").join(format!("{name}.lock"));
-        File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening lock {}", path.display()))
+impl std::fmt::Display for CorruptBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: got {} bytes with sha256 {}, expected {} ({} bytes): the store's copy is corrupt",
+            self.at, self.got_size, self.got, self.expected, self.size
+        )
     }
 }
 
-/// Copies `r` into `f`, seeking over all-zero MiB blocks instead of writing them, so disk
-/// images keep their holes (a 64 MiB boot partition is mostly empty). Returns the length.
-fn copy_sparse(r: &mut impl Read, f: &mut File) -> io::Result<u64> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let mut n = 0;
-        while n < buf.len() {
-            match r.read(&mut buf[n..])? {
-                0 => break,
-                m => n += m,
-            }
+impl std::error::Error for CorruptBlob {}
+
+/// Streams blob `d` (of `size` bytes) from `storage` into `w`, resuming after `offset`
+/// bytes whose hash `prefix` already holds, and checks the whole against `d` (a mismatch
+/// is a [`CorruptBlob`]). The one verifying path for blobs read from any store, as
+/// [`Store::open_blob`]'s reader is for the local one.
+pub fn read_blob_into(
+    storage: &dyn Storage,
+    d: &Digest,
+    size: u64,
+    offset: u64,
+    prefix: Hasher,
+    w: &mut dyn Write,
+) -> Result<u64> {
+    let key = layout::blob(d);
+    let mut hashing = HashingWriter::resume(w, prefix);
+    let sent = storage.read_into(&key, offset, size.saturating_sub(offset), &mut hashing)?;
+    let (_, got, got_size) = hashing.finish();
+    if got != *d || got_size != size {
+        return Err(CorruptBlob {
+            at: format!("{}/{key}", storage.location()),
+            got,
+            got_size,
+            expected: *d,
+            size,
         }
-        if n == 0 {
-            break;
-        }
-        if buf[..n].iter().all(|&b| b == 0) {
-            f.seek(io::SeekFrom::Current(n as i64))?;
-        } else {
-            f.write_all(&buf[..n])?;
-        }
-        len += n as u64;
+        .into());
     }
-    // A trailing hole needs the length set explicitly.
-    f.set_len(len)?;
-    Ok(len)
+    Ok(sent)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn put_and_read_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let s = store.put_bytes(b"hello").unwrap();
-        assert_eq!(s.digest, Digest::of(b"hello"));
-        assert_eq!(s.size, 5);
-        assert_eq!(store.read_blob(&s.digest).unwrap(), b"hello");
-        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn put_expected_refuses_mismatch_and_stores_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let err = store
-            .put_expected(&b"tampered"[..], &Digest::of(b"original"))
-            .unwrap_err();
-        assert!(err.to_string().contains("mismatch"), "{err}");
-        assert!(!store.has_blob(&Digest::of(b"tampered")));
-        assert_eq!(
-            fs::read_dir(dir.path().join("blobs/sha256"))
-                .unwrap()
-                .count(),
-            0
-        );
-    }
-
-    #[test]
-    fn exports_keep_zero_blocks_as_holes_and_bytes_exact() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("store")).unwrap();
-        let mut data = vec![0u8; 8 << 20];
-        data[3 << 20] = 1;
-        data.extend_from_slice(b"tail");
-        let s = store.put_bytes(&data).unwrap();
-        let dest = dir.path().join("x.img");
-        store.export_blob(&s.digest, &dest, None).unwrap();
-        assert_eq!(fs::read(&dest).unwrap(), data);
-        let allocated = fs::metadata(&dest).unwrap().blocks() * 512;
-        assert!(
-            allocated < (4 << 20),
-            "{allocated} bytes allocated for an 8 MiB mostly-zero file"
-        );
-    }
-
-    #[test]
-    fn corrupt_blob_is_detected_on_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let s = store.put_bytes(b"hello").unwrap();
-        fs::write(store.blob_path(&s.digest), b"jello").unwrap();
-        assert!(store.read_blob(&s.digest).is_err());
-        let dest = dir.path().join("out/x");
-        assert!(store.export_blob(&s.digest, &dest, None).is_err());
-        assert!(!dest.exists());
-    }
+/// A sink that only hashes, for resuming a download from what is already on disk.
+pub fn hash_file_prefix(f: &mut File) -> io::Result<Hasher> {
+    let mut h = HashingWriter::new(io::sink());
+    io::copy(f, &mut h)?;
+    let (_, hasher) = h.into_parts();
+    Ok(hasher)
 }

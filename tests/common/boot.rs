@@ -1,74 +1,15 @@
-//! Boot-test helpers: an HTTP server on 127.0.0.1 that records what guests ask for, and
-//! QEMU runs with a time limit and a serial log.
+//! Boot-test helpers: QEMU runs with a time limit and a serial log (the guests' server is
+//! `super::http`).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Serves `body` for every GET and records each request path.
-pub struct HttpServer {
-    pub port: u16,
-    pub requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl HttpServer {
-    pub fn start(body: &str) -> HttpServer {
-        let body = body.to_owned();
-        HttpServer::start_with(move |_| body.clone())
-    }
-
-    /// Serves what `respond` returns for each request path.
-    pub fn start_with(respond: impl Fn(&str) -> String + Send + 'static) -> HttpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&requests);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                // Drain the headers.
-                let mut header = String::new();
-                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
-                    header.clear();
-                }
-                let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                seen.lock().unwrap().push(path.clone());
-                let body = respond(&path);
-                let _ = write!(
-                    stream,
-                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{}",
-                    body.len(),
-                    body
-                );
-            }
-        });
-        HttpServer { port, requests }
-    }
-
-    /// The guest's view of this server (QEMU user networking maps 10.0.2.2 to the host).
-    pub fn guest_url(&self, path: &str) -> String {
-        format!("http://10.0.2.2:{}/{path}", self.port)
-    }
-
-    pub fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-}
 
 /// How a QEMU run ended.
 pub struct QemuRun {
     /// The exit code, or `None` when it was stopped at the time limit.
     pub code: Option<i32>,
     pub serial: String,
-    pub elapsed: Duration,
 }
 
 /// Runs qemu-system-`arch` with `args` (plus headless flags and a serial log) for at most
@@ -123,7 +64,6 @@ pub fn qemu_until(
     QemuRun {
         code,
         serial: String::from_utf8_lossy(&text).into_owned(),
-        elapsed: start.elapsed(),
     }
 }
 

@@ -1,9 +1,10 @@
 //! Test harness: runs the real `bootforge` binary against a private store in a temp
-//! directory, with the test toolchain image built once and shared by hard links.
-
-#![allow(dead_code)]
+//! directory, with the test toolchain image built once and shared by hard links. The rule
+//! worth copying: a test checks exit code, output and files of the real binary, with real
+//! tools as the readers, never the library's own view of what it wrote.
 
 pub mod boot;
+pub mod http;
 pub mod media;
 pub mod s3;
 
@@ -123,11 +124,13 @@ pub struct Run {
 }
 
 impl Run {
+    #[track_caller]
     pub fn ok(self) -> Run {
         assert_eq!(self.code, Some(0), "expected success:\n{self}");
         self
     }
 
+    #[track_caller]
     pub fn fails(self) -> Run {
         assert!(
             self.code.is_some_and(|c| c != 0),
@@ -136,16 +139,27 @@ impl Run {
         self
     }
 
+    #[track_caller]
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self}"))
     }
 
     /// Asserts stderr contains each needle.
+    #[track_caller]
     pub fn says(self, needles: &[&str]) -> Run {
         for n in needles {
             assert!(self.stderr.contains(n), "stderr lacks {n:?}:\n{self}");
         }
+        self
+    }
+
+    /// Asserts the last line of stderr is exactly `error: {message}`: the words a user sees
+    /// when it fails.
+    #[track_caller]
+    pub fn error_is(self, message: &str) -> Run {
+        let last = self.stderr.lines().last().unwrap_or_default();
+        assert_eq!(last, format!("error: {message}"), "\n{self}");
         self
     }
 }
@@ -176,6 +190,14 @@ pub struct Env {
 }
 
 impl Env {
+    /// A test directory with no store: for commands that never open one (fetch, ls,
+    /// keygen, flash), and need not wait for the test toolchain.
+    pub fn bare() -> Env {
+        Env {
+            dir: tempfile::tempdir_in(tmp_root()).unwrap(),
+        }
+    }
+
     /// A fresh store, seeded with the test toolchain (hard links, so it costs nothing).
     pub fn new() -> Env {
         let shared = toolchain_store();
@@ -321,6 +343,7 @@ outputs: [images/grubx64.efi]
     }
 
     /// `cache verify` must find the store intact.
+    #[track_caller]
     pub fn assert_store_intact(&self) {
         let v = self.run(&["cache", "verify"]);
         assert_eq!(v.code, Some(0), "store damaged:\n{v}");
@@ -350,4 +373,41 @@ pub fn output(build: &Value, name: &str) -> String {
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The tests' one source of randomness: a small seeded generator (xorshift64*), so a
+/// failing run can be replayed, and test data no run of zeros or pattern can pass for.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `[0, 1)`.
+    pub fn fraction(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// `len` deterministic pseudo-random bytes: big test files that do not compress away.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        out.extend_from_slice(&rng.next().to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }

@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::common::s3::{S3Server, build_files, noise};
+use crate::common::noise;
+use crate::common::s3::{S3Server, build_files};
 use crate::common::{Env, Run, sha256_hex};
 
 const PREFIX: &str = "lab";
@@ -241,39 +242,39 @@ fn forged_names_sizes_and_shapes_are_refused_and_nothing_lands_outside_the_outpu
     assert_eq!(files_outside_store(&env), expected);
 }
 
-/// The peak resident memory (KiB) of a finished child, from the kernel's accounting.
-fn peak_rss_kib(mut cmd: Command) -> (Run, i64) {
-    #[expect(
-        clippy::zombie_processes,
-        reason = "reaped below with wait4, which also gives its peak memory"
-    )]
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+/// Runs `cmd` and returns its peak resident memory (KiB), from the kernel's accounting.
+/// A small Python parent starts it: a child forked from this (large, many-threaded) test
+/// process would be charged the test's own pages until it execs.
+fn peak_rss_kib(cmd: &Command) -> (Run, i64) {
+    let peak = tempfile::NamedTempFile::new().unwrap();
+    let script = "import resource, subprocess, sys\n\
+                  code = subprocess.run(sys.argv[2:]).returncode\n\
+                  peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n\
+                  open(sys.argv[1], 'w').write(str(peak))\n\
+                  sys.exit(code)\n";
+    let mut wrapped = Command::new("python3");
+    wrapped
+        .arg("-c")
+        .arg(script)
+        .arg(peak.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    let run = Run::from(wrapped.output().expect("python3 (.ci/run installs it)"));
+    let kib = fs::read_to_string(peak.path())
+        .unwrap()
+        .trim()
+        .parse()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let mut status = 0;
-    // Read the pipes while it runs, then reap it with its resource usage.
-    let (mut out, mut err) = (child.stdout.unwrap(), child.stderr.unwrap());
-    let reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        std::io::Read::read_to_end(&mut err, &mut s).unwrap();
-        s
-    });
-    let mut stdout = Vec::new();
-    std::io::Read::read_to_end(&mut out, &mut stdout).unwrap();
-    let stderr = reader.join().unwrap();
-    // SAFETY: waiting for our own child, with valid out-pointers.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid);
-    let run = Run {
-        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    };
-    (run, usage.ru_maxrss)
+    (run, kib)
 }
 
 #[test]
@@ -322,7 +323,7 @@ fn a_manifest_of_a_million_artifacts_is_refused_in_bounded_memory() {
         "--channel",
         "million",
     ]);
-    let (run, peak) = peak_rss_kib(cmd);
+    let (run, peak) = peak_rss_kib(&cmd);
     run.fails().says(&["larger than 16777216 bytes"]);
     assert!(
         peak < 64 * 1024,

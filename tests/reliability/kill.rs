@@ -15,33 +15,8 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::common::media::{grub_profile, iso_profile, rpi_profile, usb_profile};
-use crate::common::s3::{BUCKET, S3Server, build_files, noise};
-use crate::common::{Env, Run, sha256_hex};
-
-/// A small seeded generator (xorshift64*), so a failing run can be replayed exactly.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number in `[0, 1)`.
-    pub fn fraction(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use crate::common::s3::{BUCKET, S3Server, build_files};
+use crate::common::{Env, Rng, Run, noise, sha256_hex};
 
 /// The seed: `BOOTFORGE_KILL_SEED`, else the clock.
 pub fn seed() -> u64 {

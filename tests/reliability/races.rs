@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::Value;
 
 use crate::common::media::grub_profile;
-use crate::common::s3::{S3Server, build_files, noise};
+use crate::common::noise;
+use crate::common::s3::{S3Server, build_files};
 use crate::common::{Env, Run};
 
 /// Starts every command, then waits for all of them.

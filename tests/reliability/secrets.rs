@@ -4,7 +4,8 @@
 use std::fs;
 use std::path::Path;
 
-use crate::common::s3::{S3Server, SECRET_KEY, build_files, noise};
+use crate::common::noise;
+use crate::common::s3::{S3Server, SECRET_KEY, build_files};
 use crate::common::{Env, Run};
 
 const PASSWORD: &str = "canary-password-6b1f0e";

@@ -1,5 +1,6 @@
-//! What a published store holds, and where: the release manifest (one publish's set of
-//! artifacts, content-addressed), channel pointers, and the keys of both.
+//! The release format, shared by `publish` (which writes it) and `fetch` (which reads it):
+//! the release manifest (one publish's set of artifacts, content-addressed), channel
+//! pointers, the views made from them ([`views`]) and their signatures ([`sign`]).
 //!
 //! ```text
 //! blobs/sha256/<hex>              artifacts and provenance documents, immutable
@@ -8,17 +9,20 @@
 //! index.json SHA256SUMS(.minisig) os_list.json   views, regenerated on every publish
 //! ```
 
+mod read;
+pub mod sign;
+pub mod views;
+
+pub use read::{channel_names, index_channels, read_channel, sums_lines};
+
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Digest, Produced};
+use crate::base::Digest;
+use crate::store::Produced;
 
 /// Bumped when the release manifest or channel format changes.
 pub const SCHEMA: u32 = 1;
-
-/// The largest manifest, channel, signature or view read from a published store. Anyone who
-/// can write to a bucket can forge these, so a reader never holds more than this in memory.
-pub const MAX_DOCUMENT: u64 = 16 << 20;
 
 /// The most artifacts a release may list.
 pub const MAX_ARTIFACTS: usize = 10_000;
@@ -275,24 +279,6 @@ pub fn check_channel(name: &str) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Keys inside a published store.
-pub mod keys {
-    use crate::store::Digest;
-
-    pub fn blob(d: &Digest) -> String {
-        format!("blobs/sha256/{}", d.hex())
-    }
-    pub fn manifest(d: &Digest) -> String {
-        format!("manifests/{}.json", d.hex())
-    }
-    pub fn channel(name: &str) -> String {
-        format!("channels/{name}.json")
-    }
-    pub const INDEX: &str = "index.json";
-    pub const SUMS: &str = "SHA256SUMS";
-    pub const OS_LIST: &str = "os_list.json";
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
-//! An S3 bucket (AWS, Garage, MinIO, s3s ...) as a published store, through the AWS SDK and
-//! the standard configuration chain: environment, profiles, `AWS_ENDPOINT_URL`.
+//! An S3 bucket prefix (AWS, Garage, MinIO, s3s ...) as a store, through the AWS SDK and the
+//! standard configuration chain: environment, profiles, `AWS_ENDPOINT_URL`. The SDK is
+//! asynchronous; [`S3Store`] runs it on its own runtime, so callers stay synchronous and
+//! may call it from many threads, and bounds the requests in flight to `Remote::parallel`.
 
 use std::fmt::Display;
 use std::io::Write;
@@ -20,45 +22,90 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use tokio::sync::Semaphore;
 
-use super::progress::Progress;
-use super::release::MAX_DOCUMENT;
+use super::{Location, MAX_DOCUMENT, Object, ObjectKind, Remote, Storage};
+use crate::base::progress::Progress;
 
 /// Parts of a multipart upload; S3 needs at least 5 MiB for all but the last.
 pub const PART_SIZE: u64 = 8 << 20;
 /// Blobs larger than this go up in parts.
 pub const MULTIPART_THRESHOLD: u64 = 16 << 20;
 
-/// One object as listed.
-#[derive(Debug, Clone)]
-pub struct Object {
-    /// The key relative to the location's prefix.
-    pub rel: String,
-    pub size: u64,
-    /// Seconds since the epoch.
-    pub modified: Option<i64>,
+/// A bucket prefix opened as a store.
+pub struct S3Store {
+    rt: tokio::runtime::Runtime,
+    bucket: Bucket,
+    location: Location,
 }
 
-/// How an object is stored: what HTTP clients and caches are told about it.
-#[derive(Debug, Clone, Copy)]
-pub struct ObjectKind<'a> {
-    pub content_type: &'a str,
-    /// Blobs never change; pointers and views must be revalidated.
-    pub immutable: bool,
+impl S3Store {
+    /// Loads the AWS configuration chain and checks that the bucket exists and is reachable,
+    /// so a wrong endpoint, credential or bucket name fails before anything is sent.
+    pub fn connect(
+        location: Location,
+        bucket: &str,
+        prefix: &str,
+        remote: &Remote,
+    ) -> Result<S3Store> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let bucket = rt.block_on(Bucket::connect(bucket, prefix, remote))?;
+        Ok(S3Store {
+            rt,
+            bucket,
+            location,
+        })
+    }
 }
 
-impl ObjectKind<'_> {
-    fn cache_control(&self) -> &'static str {
-        if self.immutable {
-            "public, max-age=31536000, immutable"
-        } else {
-            "no-cache"
-        }
+impl Storage for S3Store {
+    fn location(&self) -> &Location {
+        &self.location
+    }
+
+    fn public_base(&self) -> Option<String> {
+        Some(self.bucket.public_base.clone())
+    }
+
+    fn head(&self, key: &str) -> Result<Option<u64>> {
+        self.rt.block_on(self.bucket.head(key))
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.rt.block_on(self.bucket.get(key))
+    }
+
+    fn read_into(&self, key: &str, offset: u64, limit: u64, w: &mut dyn Write) -> Result<u64> {
+        self.rt
+            .block_on(self.bucket.download(key, offset, limit, w))
+    }
+
+    fn put(&self, key: &str, bytes: Vec<u8>, kind: ObjectKind, create_only: bool) -> Result<bool> {
+        self.rt
+            .block_on(self.bucket.put(key, bytes, kind, create_only))
+    }
+
+    fn put_file(
+        &self,
+        key: &str,
+        file: Arc<std::fs::File>,
+        size: u64,
+        kind: ObjectKind,
+        progress: Arc<Progress>,
+    ) -> Result<usize> {
+        self.rt
+            .block_on(self.bucket.put_file(key, file, size, kind, progress))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Option<Vec<Object>>> {
+        self.rt.block_on(self.bucket.list(prefix)).map(Some)
     }
 }
 
 /// A connected bucket, with the prefix everything lives under.
 #[derive(Clone)]
-pub struct Bucket {
+struct Bucket {
     client: Client,
     bucket: String,
     prefix: String,
@@ -66,12 +113,12 @@ pub struct Bucket {
     server: String,
     /// Where anonymous HTTPS readers find the prefix (for `os_list.json` URLs).
     public_base: String,
+    /// Requests in flight at once, whoever sends them.
+    permits: Arc<Semaphore>,
 }
 
 impl Bucket {
-    /// Loads the AWS configuration chain and checks that the bucket exists and is reachable,
-    /// so a wrong endpoint, credential or bucket name fails before anything is sent.
-    pub async fn connect(bucket: &str, prefix: &str) -> Result<Bucket> {
+    async fn connect(bucket: &str, prefix: &str, remote: &Remote) -> Result<Bucket> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(RegionProviderChain::default_provider().or_else("us-east-1"))
             .timeout_config(
@@ -80,7 +127,7 @@ impl Bucket {
                     .read_timeout(Duration::from_secs(120))
                     .build(),
             );
-        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
+        if !remote.sdk_retries {
             loader = loader.retry_config(
                 RetryConfig::standard()
                     .with_max_attempts(5)
@@ -94,11 +141,7 @@ impl Bucket {
             .map(|r| r.to_string())
             .unwrap_or_else(|| "us-east-1".into());
         // Self-hosted servers are addressed by path; virtual hosts need DNS they rarely have.
-        let path_style = match std::env::var("BOOTFORGE_S3_PATH_STYLE").ok().as_deref() {
-            Some("1" | "true") => true,
-            Some("0" | "false") => false,
-            _ => endpoint.is_some(),
-        };
+        let path_style = remote.path_style.unwrap_or(endpoint.is_some());
         let config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(path_style)
             // Older and self-hosted servers reject the SDK's default aws-chunked trailers;
@@ -131,14 +174,10 @@ impl Bucket {
             prefix: prefix.to_owned(),
             server,
             public_base,
+            permits: Arc::new(Semaphore::new(remote.parallel.max(1))),
         };
         b.probe().await?;
         Ok(b)
-    }
-
-    /// The HTTPS URL the location's prefix is served at, for anonymous readers.
-    pub fn public_base(&self) -> &str {
-        &self.public_base
     }
 
     fn key(&self, rel: &str) -> String {
@@ -171,7 +210,8 @@ impl Bucket {
     }
 
     /// The object's size, or `None` when it does not exist.
-    pub async fn head(&self, rel: &str) -> Result<Option<u64>> {
+    async fn head(&self, rel: &str) -> Result<Option<u64>> {
+        let _permit = self.permits.acquire().await?;
         match self
             .client
             .head_object()
@@ -187,7 +227,8 @@ impl Bucket {
     }
 
     /// A whole document (at most [`MAX_DOCUMENT`] bytes), or `None` when it does not exist.
-    pub async fn get(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+    async fn get(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        let _permit = self.permits.acquire().await?;
         let out = match self
             .client
             .get_object()
@@ -226,13 +267,8 @@ impl Bucket {
 
     /// Streams the object from byte `offset` into `w`, at most `limit` bytes (a server that
     /// sends more is an error, so it cannot fill the disk); returns the bytes written.
-    pub async fn download(
-        &self,
-        rel: &str,
-        offset: u64,
-        limit: u64,
-        w: &mut dyn Write,
-    ) -> Result<u64> {
+    async fn download(&self, rel: &str, offset: u64, limit: u64, w: &mut dyn Write) -> Result<u64> {
+        let _permit = self.permits.acquire().await?;
         let mut req = self
             .client
             .get_object()
@@ -259,7 +295,7 @@ impl Bucket {
     }
 
     /// Every object under `rel_prefix`, with keys relative to the location.
-    pub async fn list(&self, rel_prefix: &str) -> Result<Vec<Object>> {
+    async fn list(&self, rel_prefix: &str) -> Result<Vec<Object>> {
         let full = self.key(rel_prefix);
         let strip = if self.prefix.is_empty() {
             0
@@ -279,7 +315,7 @@ impl Bucket {
             for o in page.contents() {
                 let Some(key) = o.key() else { continue };
                 out.push(Object {
-                    rel: key.get(strip..).unwrap_or(key).to_owned(),
+                    key: key.get(strip..).unwrap_or(key).to_owned(),
                     size: o.size().unwrap_or(0).max(0) as u64,
                     modified: o.last_modified().map(|t| t.secs()),
                 });
@@ -291,13 +327,14 @@ impl Bucket {
     /// Writes a small object. With `create_only`, an object already there is left alone
     /// (sent as `If-None-Match: *`; servers that ignore it overwrite identical bytes, which is
     /// harmless for content-addressed keys). Returns whether it was written.
-    pub async fn put(
+    async fn put(
         &self,
         rel: &str,
         bytes: Vec<u8>,
         kind: ObjectKind<'_>,
         create_only: bool,
     ) -> Result<bool> {
+        let _permit = self.permits.acquire().await?;
         let mut req = self
             .client
             .put_object()
@@ -317,15 +354,38 @@ impl Bucket {
         }
     }
 
-    /// Uploads a file in parts, up to the semaphore's permits at once, adding to `progress`.
-    /// A failed upload is aborted (best effort) so the server can free its parts.
-    pub async fn put_multipart(
+    /// Uploads a blob from a file: in parts when it is large, else in one request (sent
+    /// create-only). Returns the number of parts (0: one request).
+    async fn put_file(
         &self,
         rel: &str,
         file: Arc<std::fs::File>,
         size: u64,
         kind: ObjectKind<'_>,
-        permits: Arc<Semaphore>,
+        progress: Arc<Progress>,
+    ) -> Result<usize> {
+        if size > MULTIPART_THRESHOLD {
+            return self.put_multipart(rel, file, size, kind, progress).await;
+        }
+        let bytes = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            let mut buf = vec![0u8; size as usize];
+            file.read_exact_at(&mut buf, 0)?;
+            Ok(buf)
+        })
+        .await??;
+        self.put(rel, bytes, kind, true).await?;
+        progress.add(size);
+        Ok(0)
+    }
+
+    /// Uploads a file in parts, up to the semaphore's permits at once, adding to `progress`.
+    /// A failed upload is aborted (best effort) so the server can free its parts.
+    async fn put_multipart(
+        &self,
+        rel: &str,
+        file: Arc<std::fs::File>,
+        size: u64,
+        kind: ObjectKind<'_>,
         progress: Arc<Progress>,
     ) -> Result<usize> {
         let key = self.key(rel);
@@ -344,7 +404,7 @@ impl Bucket {
             .ok_or_else(|| anyhow!("{}: the server gave no upload id", self.url(rel)))?
             .to_owned();
         let result = self
-            .upload_parts(rel, &upload_id, file, size, permits, progress)
+            .upload_parts(rel, &upload_id, file, size, self.permits.clone(), progress)
             .await;
         match result {
             Ok(parts) => {

@@ -7,7 +7,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::Result;
 use serde_json::{Value, json};
 
-use super::release::{Channel, Release, keys};
+use super::{Channel, Release};
+use crate::store::layout;
 
 /// A channel with the release it points to.
 pub struct ChannelState {
@@ -31,8 +32,8 @@ pub fn index(channels: &[ChannelState], base_url: &str) -> Result<Vec<u8>> {
                     "media_type": a.media_type,
                     "kind": a.kind,
                     "from": a.from,
-                    "key": keys::blob(&a.sha256),
-                    "url": format!("{base_url}/{}", keys::blob(&a.sha256)),
+                    "key": layout::blob(&a.sha256),
+                    "url": format!("{base_url}/{}", layout::blob(&a.sha256)),
                 })
             })
             .collect();
@@ -40,14 +41,14 @@ pub fn index(channels: &[ChannelState], base_url: &str) -> Result<Vec<u8>> {
             c.channel.channel.clone(),
             json!({
                 "manifest": c.channel.manifest,
-                "manifest_key": keys::manifest(&c.channel.manifest),
+                "manifest_key": layout::manifest(&c.channel.manifest),
                 "updated": c.channel.updated,
                 "artifacts": artifacts,
             }),
         );
     }
     let mut bytes = serde_json::to_vec_pretty(&json!({
-        "schema": super::release::SCHEMA,
+        "schema": super::SCHEMA,
         "base_url": base_url,
         "channels": map,
     }))?;
@@ -90,7 +91,7 @@ pub fn os_list(channels: &[ChannelState], base_url: &str) -> Result<Vec<u8>> {
                             c.channel.channel,
                             c.channel.manifest.short(12)
                         ),
-                        "url": format!("{base_url}/{}", keys::blob(&a.sha256)),
+                        "url": format!("{base_url}/{}", layout::blob(&a.sha256)),
                         "extract_size": a.size,
                         "extract_sha256": a.sha256.hex(),
                         "image_download_size": a.size,

@@ -1,21 +1,33 @@
-//! Where a published store lives: `s3://BUCKET[/PREFIX]` (read and write) or
-//! `https://HOST/PATH` (a public bucket or any web server mirroring one; read only).
+//! Where a store lives: a local directory (`./cache`, `/srv/bootforge`), `s3://BUCKET[/PREFIX]`
+//! (read and write) or `https://HOST/PATH` (a public bucket or any web server mirroring one;
+//! read only).
 
 use std::fmt;
+use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
-/// A parsed `--to` / `--from` location.
+/// A parsed store location (`--store`, `--to`, `--from`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
+    Local { path: PathBuf },
     S3 { bucket: String, prefix: String },
     Https { base: String },
 }
 
 impl Location {
-    /// Parses a location, naming what is wrong with a bad one.
+    /// Parses a location, naming what is wrong with a bad one. A local directory is written
+    /// as a path that says so (`/…`, `./…`, `../…` or `file://…`), so that `bucket/prefix`
+    /// without its `s3://` is an error rather than a directory of that name.
     pub fn parse(s: &str) -> Result<Location> {
-        let expected = "expected s3://BUCKET[/PREFIX] or https://HOST[/PATH]";
+        let expected = "expected s3://BUCKET[/PREFIX], https://HOST[/PATH] or a directory \
+                        (/PATH, ./PATH)";
+        if let Some(path) = s.strip_prefix("file://") {
+            return Ok(Location::local(path));
+        }
+        if s.starts_with('/') || s.starts_with("./") || s.starts_with("../") || s == "." {
+            return Ok(Location::local(s));
+        }
         if let Some(rest) = s.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if !valid_bucket(bucket) {
@@ -52,9 +64,15 @@ impl Location {
         bail!("bad location `{s}`: {expected}")
     }
 
+    /// A local directory.
+    pub fn local(path: impl Into<PathBuf>) -> Location {
+        Location::Local { path: path.into() }
+    }
+
     /// The key (or URL path) of `rel` under this location.
     pub fn key(&self, rel: &str) -> String {
         match self {
+            Location::Local { path } => path.join(rel).display().to_string(),
             Location::S3 { prefix, .. } if prefix.is_empty() => rel.to_owned(),
             Location::S3 { prefix, .. } => format!("{prefix}/{rel}"),
             Location::Https { base } => format!("{base}/{rel}"),
@@ -65,6 +83,7 @@ impl Location {
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Location::Local { path } => write!(f, "{}", path.display()),
             Location::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
             Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
             Location::Https { base } => f.write_str(base),
@@ -96,6 +115,14 @@ mod tests {
         let l = Location::parse("s3://bootforge").unwrap();
         assert_eq!(l.key("index.json"), "index.json");
         assert_eq!(l.to_string(), "s3://bootforge");
+        assert_eq!(
+            Location::parse("./cache").unwrap(),
+            Location::local("./cache")
+        );
+        assert_eq!(
+            Location::parse("file:///srv/store").unwrap(),
+            Location::local("/srv/store")
+        );
         let h = Location::parse("https://boot.example/lab/").unwrap();
         assert_eq!(h.key("index.json"), "https://boot.example/lab/index.json");
     }
@@ -104,6 +131,7 @@ mod tests {
     fn refuses_bad_locations() {
         for (bad, says) in [
             ("bootforge/lab", "expected s3://"),
+            ("cache", "or a directory (/PATH, ./PATH)"),
             ("s3://Boot_Forge/x", "not a bucket name"),
             ("s3://ab", "not a bucket name"),
             ("s3://bucket/a/../b", "`..`"),

@@ -5,6 +5,30 @@ use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// A writer that counts what goes through it into a [`Progress`].
+pub struct Counted<'a, W> {
+    inner: W,
+    progress: &'a Progress,
+}
+
+impl<'a, W: std::io::Write> Counted<'a, W> {
+    pub fn new(inner: W, progress: &'a Progress) -> Self {
+        Counted { inner, progress }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.progress.add(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Bytes moved so far out of a known total.
 #[derive(Debug)]
 pub struct Progress {

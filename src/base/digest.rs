@@ -112,10 +112,21 @@ impl<W: Write> HashingWriter<W> {
         }
     }
 
+    /// Carries on from `hasher`, which already holds the bytes before these (a resumed
+    /// download).
+    pub fn resume(inner: W, hasher: Hasher) -> Self {
+        HashingWriter { inner, hasher }
+    }
+
     /// Returns the inner writer, the digest and the byte count.
     pub fn finish(self) -> (W, Digest, u64) {
         let (d, n) = self.hasher.finish();
         (self.inner, d, n)
+    }
+
+    /// Returns the inner writer and the hasher, to carry on elsewhere.
+    pub fn into_parts(self) -> (W, Hasher) {
+        (self.inner, self.hasher)
     }
 }
 
@@ -131,7 +142,8 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// A reader that fails at end of stream unless the bytes read hash to the expected digest,
-/// so a consumer that reads to the end never silently accepts corrupt data.
+/// so a consumer that reads to the end never silently accepts corrupt data. (Worth copying:
+/// verification belongs in the stream, not in a second pass a caller may forget.)
 pub struct VerifyingReader<R> {
     inner: R,
     hasher: Option<Hasher>,

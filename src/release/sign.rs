@@ -2,7 +2,7 @@
 //! standard `minisign -V` and nothing of ours.
 //!
 //! Keys may be encrypted (minisign's default); the password then comes from
-//! `BOOTFORGE_KEY_PASSWORD`, since publishing runs unattended in CI.
+//! `BOOTFORGE_KEY_PASSWORD` (resolved by `config`), since publishing runs unattended in CI.
 
 use std::fs::OpenOptions;
 use std::io::{Cursor, Write};
@@ -10,14 +10,23 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use minisign::{KeyPair, PublicKey, PublicKeyBox, SecretKey, SecretKeyBox, SignatureBox};
+use minisign::{PublicKey, PublicKeyBox, SecretKey, SecretKeyBox, SignatureBox};
+use serde::Serialize;
 
-/// The environment variable holding the secret key's password, if it has one.
-pub const PASSWORD_ENV: &str = "BOOTFORGE_KEY_PASSWORD";
+use crate::config::env::KEY_PASSWORD as PASSWORD_ENV;
+
+/// A key pair `keygen` wrote.
+#[derive(Debug, Serialize)]
+pub struct KeyPair {
+    pub secret_key: PathBuf,
+    pub public_key: PathBuf,
+    /// The public key as `minisign -P` takes it.
+    pub public_key_base64: String,
+}
 
 /// Creates `<base>.key` (secret, mode 0600) and `<base>.pub`; never overwrites either.
-/// The key is encrypted with `BOOTFORGE_KEY_PASSWORD` when that is set.
-pub fn keygen(base: &Path) -> Result<(PathBuf, PathBuf, String)> {
+/// The key is encrypted with `password` when there is one.
+pub fn keygen(base: &Path, password: Option<&str>) -> Result<KeyPair> {
     let key_path = base.with_extension("key");
     let pub_path = base.with_extension("pub");
     for p in [&key_path, &pub_path] {
@@ -25,10 +34,9 @@ pub fn keygen(base: &Path) -> Result<(PathBuf, PathBuf, String)> {
             anyhow::bail!("{} already exists; not overwriting a key", p.display());
         }
     }
-    let password = std::env::var(PASSWORD_ENV).ok();
-    let KeyPair { pk, sk } = match &password {
-        Some(p) => KeyPair::generate_encrypted_keypair(Some(p.clone())),
-        None => KeyPair::generate_unencrypted_keypair(),
+    let minisign::KeyPair { pk, sk } = match password {
+        Some(p) => minisign::KeyPair::generate_encrypted_keypair(Some(p.to_owned())),
+        None => minisign::KeyPair::generate_unencrypted_keypair(),
     }
     .map_err(|e| anyhow!("generating a key pair: {e}"))?;
     let sk_box = sk
@@ -39,7 +47,11 @@ pub fn keygen(base: &Path) -> Result<(PathBuf, PathBuf, String)> {
         .map_err(|e| anyhow!("encoding the public key: {e}"))?;
     write_new(&key_path, sk_box.to_string().as_bytes(), 0o600)?;
     write_new(&pub_path, pk_box.to_string().as_bytes(), 0o644)?;
-    Ok((key_path, pub_path, pk.to_base64()))
+    Ok(KeyPair {
+        secret_key: key_path,
+        public_key: pub_path,
+        public_key_base64: pk.to_base64(),
+    })
 }
 
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
@@ -61,15 +73,16 @@ pub struct Signer {
 }
 
 impl Signer {
-    /// Loads a minisign secret key file (ours or `minisign -G`'s).
-    pub fn load(path: &Path) -> Result<Signer> {
+    /// Loads a minisign secret key file (ours or `minisign -G`'s), decrypting it with
+    /// `password` when it is encrypted.
+    pub fn load(path: &Path, password: Option<&str>) -> Result<Signer> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the signing key {}", path.display()))?;
         let sk_box = SecretKeyBox::from_string(&text)
             .map_err(|e| anyhow!("{}: not a minisign secret key: {e}", path.display()))?;
-        let sk = match std::env::var(PASSWORD_ENV) {
-            Ok(p) => sk_box.into_secret_key(Some(p)),
-            Err(_) => sk_box.into_unencrypted_secret_key(),
+        let sk = match password {
+            Some(p) => sk_box.into_secret_key(Some(p.to_owned())),
+            None => sk_box.into_unencrypted_secret_key(),
         }
         .map_err(|e| {
             anyhow!(
@@ -150,8 +163,12 @@ mod tests {
     #[test]
     fn signs_and_verifies_and_refuses_tampering() {
         let dir = tempfile::tempdir().unwrap();
-        let (key, public, _) = keygen(&dir.path().join("k")).unwrap();
-        let s = Signer::load(&key).unwrap();
+        let KeyPair {
+            secret_key: key,
+            public_key: public,
+            ..
+        } = keygen(&dir.path().join("k"), None).unwrap();
+        let s = Signer::load(&key, None).unwrap();
         let v = Verifier::load(&public).unwrap();
         let sig = s.sign(b"hello\n", "bootforge test").unwrap();
         v.verify(b"hello\n", &sig, "x").unwrap();
@@ -160,7 +177,7 @@ mod tests {
         let e = v.verify(b"hellO\n", &sig, "x").unwrap_err().to_string();
         assert!(e.contains("FAILED"), "{e}");
         assert!(
-            keygen(&dir.path().join("k")).is_err(),
+            keygen(&dir.path().join("k"), None).is_err(),
             "keygen overwrote a key"
         );
     }

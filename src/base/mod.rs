@@ -1,0 +1,10 @@
+//! The neutral base every stage may use, and which uses no stage: digests and the readers and
+//! writers that verify them, transfer progress, running processes (in their own process
+//! group, killable as a tree), and the executors that run a command in a pinned container.
+
+pub mod digest;
+pub mod executor;
+pub mod process;
+pub mod progress;
+
+pub use digest::{Digest, Hasher, HashingWriter, VerifyingReader, hash_reader};

@@ -1,0 +1,224 @@
+//! The command line's arguments: clap types only, turned into a [`crate::config::Config`]
+//! and one stage call by `cli`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::base::Digest;
+use crate::base::executor::ExecutorKind;
+use crate::config;
+use crate::package;
+use crate::store::Location;
+
+/// Reproducible boot artifacts: pinned recipes, content-addressed store, hermetic builds.
+#[derive(Debug, Parser)]
+#[command(name = "bootforge", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The local store [default: ./cache].
+    #[arg(long, global = true, env = "BOOTFORGE_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Where steps run: in a pinned container, or (non-hermetic) on the host [default: podman].
+    #[arg(long, global = true, env = "BOOTFORGE_EXECUTOR", value_enum)]
+    pub executor: Option<ExecutorKind>,
+    /// Fetch source URLs starting with FROM from TO instead (a local git directory, a path, or
+    /// another URL). Repeatable.
+    #[arg(long, global = true, value_name = "FROM=TO", value_parser = config::parse_mirror)]
+    pub mirror: Vec<(String, String)>,
+    /// Directory holding the recipes [default: ./recipes].
+    #[arg(
+        long = "recipes",
+        global = true,
+        env = "BOOTFORGE_RECIPES",
+        value_name = "DIR"
+    )]
+    pub recipes_dir: Option<PathBuf>,
+    /// Config file [default: ./bootforge.yaml when present].
+    #[arg(long, global = true, env = "BOOTFORGE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Value of `{jobs}` in steps [default: the number of CPUs].
+    #[arg(long, short, global = true)]
+    pub jobs: Option<usize>,
+    /// Print machine-readable results on stdout (logs stay on stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build recipes (independent ones in parallel), printing each output's name, sha256, size.
+    Build {
+        #[command(flatten)]
+        sel: Selection,
+        /// Rebuild ignoring the cache and fail if any output differs.
+        #[arg(long)]
+        check: bool,
+        /// Also copy the outputs to DIR/<recipe>/<output>.
+        #[arg(long, short, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Show action keys and whether each build is a cache hit, and why not; runs nothing.
+    Plan {
+        #[command(flatten)]
+        sel: Selection,
+    },
+    /// Write a chainload script rendered from the recipe's template into its built binaries'
+    /// placeholder: a new URL without a rebuild.
+    Embed {
+        /// Recipe name or path; it must have a `placeholder:` section.
+        recipe: String,
+        /// Template variable, e.g. chain_url=http://boot.example/boot.ipxe. Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = config::parse_set)]
+        sets: Vec<(String, String)>,
+        /// Render this template instead of the recipe's.
+        #[arg(long, value_name = "FILE")]
+        template: Option<PathBuf>,
+        /// Also copy the patched outputs to DIR/<recipe>/<output>.
+        #[arg(long, short, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Assemble a medium from the profile's loaders (building and embedding as needed),
+    /// store it with its manifest and print its sha256.
+    Package {
+        /// The medium to make.
+        #[arg(long, value_enum)]
+        target: package::Target,
+        /// Media profile [default: <recipes>/media/default.yaml].
+        #[arg(long, value_name = "FILE")]
+        profile: Option<PathBuf>,
+        /// Template variable, e.g. chain_url=http://boot.example/boot.ipxe. Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = config::parse_set)]
+        sets: Vec<(String, String)>,
+        /// Also copy the medium to DIR.
+        #[arg(long, short, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Toolchain images.
+    Toolchain {
+        #[command(subcommand)]
+        command: ToolchainCommand,
+    },
+    /// The local store.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+    /// Upload what the last builds and packages produced to a bucket and point a channel at
+    /// it; or, with --manifest, point a channel at an existing manifest (promote).
+    Publish {
+        /// The bucket and prefix, s3://BUCKET[/PREFIX]. Credentials, region and endpoint come
+        /// from the AWS chain (AWS_* environment, profiles, AWS_ENDPOINT_URL).
+        #[arg(long, value_name = "S3_URL", value_parser = Location::parse)]
+        to: Location,
+        /// The channel to point at the release, e.g. nightly or stable.
+        #[arg(long)]
+        channel: String,
+        /// Promote this manifest (sha256:<hex>, as `ls` shows) instead of publishing.
+        #[arg(long, value_name = "DIGEST", value_parser = Digest::parse)]
+        manifest: Option<Digest>,
+        /// Sign the manifest and SHA256SUMS with this minisign secret key.
+        #[arg(long, env = "BOOTFORGE_SIGN_KEY", value_name = "KEY")]
+        sign: Option<PathBuf>,
+        /// Base URL anonymous readers reach the prefix at (for os_list.json) [default: derived
+        /// from the endpoint].
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
+        /// Requests in flight at once (blobs and multipart parts).
+        #[arg(long, default_value_t = 8, value_name = "N")]
+        parallel: usize,
+    },
+    /// Download an artifact (by name, package target, or sha256:<hex>), verified, resumable.
+    Fetch {
+        /// An artifact name (bootforge.iso, ipxe/ipxe.efi), a package target (rpi-img) or
+        /// sha256:<hex>.
+        what: String,
+        /// s3://BUCKET[/PREFIX] or https://HOST[/PATH].
+        #[arg(long, value_name = "URL", value_parser = Location::parse)]
+        from: Location,
+        /// The channel to look the name up in.
+        #[arg(long)]
+        channel: Option<String>,
+        /// Where to write it [default: the artifact's file name, here].
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Check the manifest's (or SHA256SUMS's) minisign signature with this public key.
+        #[arg(long, value_name = "PUB")]
+        verify_key: Option<PathBuf>,
+    },
+    /// List a published store's channels, manifests and blobs with sizes and dates.
+    Ls {
+        /// s3://BUCKET[/PREFIX] or https://HOST[/PATH] (HTTPS shows channels only).
+        #[arg(long, value_name = "URL", value_parser = Location::parse)]
+        from: Location,
+    },
+    /// Make a minisign key pair for signing publishes: BASE.key (secret) and BASE.pub.
+    Keygen {
+        /// Path without extension.
+        #[arg(long, default_value = "bootforge", value_name = "BASE")]
+        out: PathBuf,
+    },
+    /// Write an image to a USB stick or SD card (or a file), sync, read back and compare.
+    Flash {
+        /// The image file to write.
+        image: PathBuf,
+        /// The block device (e.g. /dev/sdX) or file to write to.
+        #[arg(long, value_name = "PATH")]
+        device: PathBuf,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
+    },
+}
+
+/// Which recipes, and what of them.
+#[derive(Debug, Args)]
+pub struct Selection {
+    /// Recipe names (recipes/NAME.yaml) or paths to recipe files.
+    #[arg(required = true, value_name = "RECIPE")]
+    pub recipes: Vec<String>,
+    /// Build only these outputs. Repeatable.
+    #[arg(long = "target", value_name = "OUTPUT")]
+    pub targets: Vec<String>,
+    /// Use this file as the embedded script (`{embed}`) instead of the recipe's.
+    #[arg(long, value_name = "FILE")]
+    pub embed: Option<PathBuf>,
+    /// Set a recipe variable. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = config::parse_set)]
+    pub sets: Vec<(String, String)>,
+}
+
+/// `bootforge toolchain …`.
+#[derive(Debug, Subcommand)]
+pub enum ToolchainCommand {
+    /// Build the image for recipes/toolchains/NAME.yaml (debootstrap; needs root and a mirror).
+    Build {
+        /// Spec name, or a path to a spec file.
+        name: String,
+    },
+}
+
+/// `bootforge cache …`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Add files to the store (sources for air-gapped machines) and print their sha256.
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List blobs with sizes and what refers to them.
+    Ls,
+    /// Re-hash every blob and check every reference; non-zero exit if anything is wrong.
+    Verify,
+    /// Remove blobs nothing refers to (recipe pins in the recipes directory count).
+    Gc,
+}

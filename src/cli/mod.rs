@@ -1,0 +1,317 @@
+//! The command line: parses arguments ([`args`]), resolves the configuration once
+//! ([`crate::config`]), calls one stage, and prints its typed report ([`render`] for people,
+//! serde for `--json`). Nothing here does a stage's work.
+
+pub mod args;
+mod render;
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::Parser;
+use serde::Serialize;
+
+use crate::build::{self, Request, Settings};
+use crate::config::{Config, ConfigFile, Flags};
+use crate::fetch;
+use crate::flash;
+use crate::package;
+use crate::publish;
+use crate::recipe::toolchain::LoadedSpec;
+use crate::recipe::{self, LoadedRecipe};
+use crate::release::sign::{self, Signer};
+use crate::store::{self, Access, Location, Store};
+pub use args::Cli;
+use args::{CacheCommand, Command, Global, Selection, ToolchainCommand};
+
+/// Parses the command line, runs it and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// How results are printed.
+#[derive(Clone, Copy)]
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    /// Prints `json` with serde or `human` with `render`. A reader that went away (`| head`)
+    /// is not an error: the command did its work.
+    fn show<J: Serialize, H>(
+        self,
+        json: &J,
+        human: &H,
+        render: fn(&mut dyn Write, &H) -> io::Result<()>,
+    ) -> Result<()> {
+        let mut out = io::stdout().lock();
+        let written = if self.json {
+            serde_json::to_writer_pretty(&mut out, json)
+                .map_err(io::Error::from)
+                .and_then(|()| writeln!(out))
+        } else {
+            render(&mut out, human)
+        };
+        match written.and_then(|()| out.flush()) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    fn report<T: Serialize>(
+        self,
+        value: &T,
+        render: fn(&mut dyn Write, &T) -> io::Result<()>,
+    ) -> Result<()> {
+        self.show(value, value, render)
+    }
+}
+
+fn config(g: &Global, parallel: Option<usize>) -> Result<Config> {
+    let flags = Flags {
+        store: g.store.clone(),
+        executor: g.executor,
+        mirrors: g.mirror.clone(),
+        recipes: g.recipes_dir.clone(),
+        jobs: g.jobs,
+        parallel,
+    };
+    let file = ConfigFile::load(g.config.as_deref())?;
+    Config::resolve(&flags, |k| std::env::var(k).ok(), &file)
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let out = Output {
+        json: cli.global.json,
+    };
+    let parallel = match &cli.command {
+        Command::Publish { parallel, .. } => Some(*parallel),
+        _ => None,
+    };
+    let config = config(&cli.global, parallel)?;
+    // These open no local store, so they never create `./cache` in a stranger's directory.
+    match cli.command {
+        Command::Fetch {
+            what,
+            from,
+            channel,
+            out: dest,
+            verify_key,
+        } => {
+            let from = store::open(&from, &config.remote, Access::Read)?;
+            let req = fetch::Request {
+                what: &what,
+                channel: channel.as_deref(),
+                out: dest.as_deref(),
+                verify_key: verify_key.as_deref(),
+            };
+            out.report(&fetch::fetch(from.as_ref(), &req)?, render::fetch)?;
+        }
+        Command::Ls { from } => {
+            let from = store::open(&from, &config.remote, Access::Read)?;
+            out.report(&fetch::ls(from.as_ref())?, render::listing)?;
+        }
+        Command::Keygen { out: base } => {
+            let pair = sign::keygen(&base, config.key_password.as_deref())?;
+            out.report(&pair, render::keygen)?;
+        }
+        Command::Flash { image, device, yes } => {
+            out.report(&flash::flash(&image, &device, yes)?, render::flash)?;
+        }
+        command => return with_store(out, &config, command),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn with_store(out: Output, config: &Config, command: Command) -> Result<ExitCode> {
+    let settings = Settings {
+        store: Store::open(&config.store)?,
+        executor: config.executor.clone(),
+        mirrors: config.mirrors.clone(),
+        jobs: config.jobs,
+        debian_mirror: config.debian_mirror.clone(),
+    };
+    let recipes = config.recipes.as_path();
+    match command {
+        Command::Build {
+            sel,
+            check,
+            out: dir,
+        } => {
+            let (list, req) = selection(recipes, &sel, check)?;
+            let (reports, failed) = build::build_all(&settings, &list, &req);
+            if let Some(dir) = dir {
+                build::export(&settings.store, &reports, &dir)?;
+            }
+            out.show(
+                &serde_json::json!({ "builds": reports }),
+                &reports,
+                render::builds,
+            )?;
+            return Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+        Command::Plan { sel } => {
+            let (list, req) = selection(recipes, &sel, false)?;
+            let plans = list
+                .iter()
+                .map(|r| build::plan(&settings, r, &req))
+                .collect::<Result<Vec<_>>>()?;
+            out.show(
+                &serde_json::json!({ "plans": plans }),
+                &plans,
+                render::plans,
+            )?;
+        }
+        Command::Embed {
+            recipe,
+            sets,
+            template,
+            out: dir,
+        } => {
+            let recipe = LoadedRecipe::find(recipes, &recipe)?;
+            let vars = sets.into_iter().collect();
+            let report = package::embed(&settings, &recipe, template.as_deref(), &vars)?;
+            if let Some(dir) = dir {
+                package::export_embedded(&settings.store, &report, &dir)?;
+            }
+            out.report(&report, render::embed)?;
+        }
+        Command::Package {
+            target,
+            profile,
+            sets,
+            out: dir,
+        } => {
+            let path = profile.unwrap_or_else(|| recipes.join(package::profile::DEFAULT_PROFILE));
+            let profile = package::profile::LoadedProfile::load(&path)?;
+            let report = package::package(&settings, recipes, &profile, target, &sets)?;
+            if let Some(dir) = dir {
+                settings
+                    .store
+                    .export_blob(&report.sha256, &dir.join(&report.name), Some(0o644))?;
+            }
+            out.report(&report, render::package)?;
+        }
+        Command::Toolchain {
+            command: ToolchainCommand::Build { name },
+        } => {
+            let spec = LoadedSpec::load(&spec_path(recipes, &name))?;
+            let built = build::toolchain::build_spec(&spec, &settings)?;
+            out.show(&built.record, &built, render::toolchain)?;
+        }
+        Command::Cache { command } => return cache(out, &settings.store, recipes, command),
+        Command::Publish {
+            to,
+            channel,
+            manifest,
+            sign,
+            public_url,
+            parallel,
+        } => {
+            let signer = sign
+                .as_deref()
+                .map(|k| Signer::load(k, config.key_password.as_deref()))
+                .transpose()?;
+            let to = open_for_publish(&to, config)?;
+            let req = publish::Request {
+                channel: &channel,
+                manifest,
+                signer: signer.as_ref(),
+                public_url,
+                parallel,
+            };
+            out.report(
+                &publish::publish(&settings.store, to.as_ref(), &req)?,
+                render::publish,
+            )?;
+        }
+        Command::Fetch { .. }
+        | Command::Ls { .. }
+        | Command::Keygen { .. }
+        | Command::Flash { .. } => {
+            unreachable!("run() handles the commands without a store")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The store a publish writes to; refused up front when it is read-only.
+fn open_for_publish(to: &Location, config: &Config) -> Result<Box<dyn store::Storage>> {
+    if let Location::Https { .. } = to {
+        bail!(
+            "cannot publish to {to}: HTTPS locations are read-only; publish to \
+             s3://BUCKET/PREFIX or a directory"
+        );
+    }
+    store::open(to, &config.remote, Access::Write)
+}
+
+fn cache(out: Output, store: &Store, recipes: &Path, command: CacheCommand) -> Result<ExitCode> {
+    match command {
+        CacheCommand::Import { files } => out.report(&store.import(&files)?, render::imported)?,
+        CacheCommand::Ls => out.report(&store.list_blobs()?, render::blobs)?,
+        CacheCommand::Verify => {
+            let report = store.verify()?;
+            out.report(&report, render::verify)?;
+            if !report.is_ok() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        CacheCommand::Gc => {
+            let roots = recipe::pinned_sources(recipes)?;
+            out.report(&store.gc(&roots)?, render::gc)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn spec_path(recipes: &Path, name: &str) -> std::path::PathBuf {
+    if name.ends_with(".yaml") {
+        name.into()
+    } else {
+        recipes.join("toolchains").join(format!("{name}.yaml"))
+    }
+}
+
+fn selection(recipes: &Path, sel: &Selection, check: bool) -> Result<(Vec<LoadedRecipe>, Request)> {
+    let per_recipe = !sel.targets.is_empty() || sel.embed.is_some() || !sel.sets.is_empty();
+    if per_recipe && sel.recipes.len() > 1 {
+        bail!("--target, --embed and --set apply to one recipe at a time; name a single recipe");
+    }
+    let list = sel
+        .recipes
+        .iter()
+        .map(|r| LoadedRecipe::find(recipes, r))
+        .collect::<Result<Vec<_>>>()?;
+    let req = Request {
+        targets: sel.targets.clone(),
+        embed: sel.embed.clone(),
+        sets: sel.sets.clone(),
+        check,
+    };
+    Ok((list, req))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,262 @@
+//! What each command prints for people: one function per report, writing to stdout (logs
+//! and progress go to stderr). `--json` prints the same typed report with serde instead.
+
+use std::io::{Result, Write};
+use std::time::Duration;
+
+use crate::base::progress::human_bytes;
+use crate::build::{BuildReport, PlanReport, elapsed};
+use crate::fetch::{FetchReport, Listing, ObjectListing};
+use crate::flash::FlashReport;
+use crate::package::{EmbedReport, PackageReport};
+use crate::publish::PublishReport;
+use crate::store::{BlobInfo, GcReport, Imported, VerifyReport, layout};
+
+pub fn builds(w: &mut dyn Write, reports: &Vec<BuildReport>) -> Result<()> {
+    for r in reports {
+        let how = if r.cached {
+            "cached".to_owned()
+        } else {
+            format!("built in {}", elapsed(Duration::from_millis(r.duration_ms)))
+        };
+        let check = r
+            .checked_against
+            .as_ref()
+            .map(|a| format!(", reproducible: identical to {a}"))
+            .unwrap_or_default();
+        writeln!(
+            w,
+            "{} ({how}{check}; action {})",
+            r.recipe,
+            &r.action_key[..16]
+        )?;
+        for o in &r.outputs {
+            writeln!(w, "  {:<40} {}  {} bytes", o.name, o.sha256, o.size)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn plans(w: &mut dyn Write, plans: &Vec<PlanReport>) -> Result<()> {
+    for p in plans {
+        let key = p
+            .action_key
+            .as_deref()
+            .unwrap_or("(unknown until the toolchain is built)");
+        let state = if p.cached { "hit" } else { "miss" };
+        writeln!(w, "{}: {state}, action {key}", p.recipe)?;
+        for reason in &p.reasons {
+            writeln!(w, "  {reason}")?;
+        }
+    }
+    Ok(())
+}
+
+pub fn embed(w: &mut dyn Write, r: &EmbedReport) -> Result<()> {
+    writeln!(
+        w,
+        "{}: script {} ({} of {} bytes){}",
+        r.recipe,
+        r.script,
+        r.script_size,
+        r.capacity,
+        if r.cached { ", cached" } else { "" }
+    )?;
+    for o in &r.outputs {
+        let how = if o.patched { "patched" } else { "unchanged" };
+        writeln!(w, "  {:<40} {}  {} bytes  {how}", o.name, o.sha256, o.size)?;
+    }
+    Ok(())
+}
+
+pub fn package(w: &mut dyn Write, r: &PackageReport) -> Result<()> {
+    writeln!(
+        w,
+        "{} {}  {} bytes{} (manifest {})",
+        r.name,
+        r.sha256,
+        r.size,
+        if r.cached { ", cached" } else { "" },
+        r.manifest
+    )?;
+    for c in &r.contents {
+        writeln!(w, "  {:<24} {}  {} bytes", c.path, c.sha256, c.size)?;
+    }
+    Ok(())
+}
+
+pub fn toolchain(w: &mut dyn Write, r: &crate::build::toolchain::Built) -> Result<()> {
+    writeln!(
+        w,
+        "{}: image {} from rootfs {} ({} bytes, {} packages, recorded in {})",
+        r.record.name,
+        r.record.image,
+        r.record.rootfs,
+        r.record.size,
+        r.record.packages.len(),
+        r.lock_file.display()
+    )
+}
+
+pub fn imported(w: &mut dyn Write, files: &Vec<Imported>) -> Result<()> {
+    for i in files {
+        writeln!(w, "{}  {}", i.sha256, i.file)?;
+    }
+    Ok(())
+}
+
+pub fn blobs(w: &mut dyn Write, blobs: &Vec<BlobInfo>) -> Result<()> {
+    for b in blobs {
+        let refs = if b.referenced_by.is_empty() {
+            "(unreferenced)".to_owned()
+        } else {
+            b.referenced_by.join(", ")
+        };
+        writeln!(w, "{}  {:>12}  {refs}", b.digest, b.size)?;
+    }
+    let total: u64 = blobs.iter().map(|b| b.size).sum();
+    writeln!(w, "{} blobs, {total} bytes", blobs.len())
+}
+
+pub fn verify(w: &mut dyn Write, r: &VerifyReport) -> Result<()> {
+    for c in &r.corrupt {
+        writeln!(w, "corrupt: {c}")?;
+    }
+    for d in &r.broken_documents {
+        writeln!(w, "broken: {d}")?;
+    }
+    let verdict = if r.is_ok() { "ok" } else { "PROBLEMS FOUND" };
+    writeln!(
+        w,
+        "{} blobs ({} bytes) checked: {verdict}",
+        r.blobs_checked, r.bytes_checked
+    )
+}
+
+pub fn gc(w: &mut dyn Write, r: &GcReport) -> Result<()> {
+    writeln!(
+        w,
+        "removed {} blobs ({} bytes) and {} temporary entries; kept {} blobs",
+        r.blobs_removed, r.bytes_removed, r.temp_entries_removed, r.blobs_kept
+    )
+}
+
+pub fn publish(w: &mut dyn Write, r: &PublishReport) -> Result<()> {
+    let moved = match (r.channel_changed, r.previous) {
+        (false, _) => ", unchanged".to_owned(),
+        (true, Some(p)) => format!(", was {}", p.short(12)),
+        (true, None) => ", new channel".to_owned(),
+    };
+    writeln!(
+        w,
+        "{} → {}/{} (manifest {}){moved}",
+        r.channel,
+        r.to,
+        layout::manifest(&r.manifest),
+        r.manifest
+    )?;
+    for a in &r.artifacts {
+        writeln!(w, "  {:<40} {}  {} bytes", a.name, a.sha256, a.size)?;
+    }
+    writeln!(
+        w,
+        "uploaded {} objects ({}), {} already there ({}); {} multipart parts; {}",
+        r.uploaded.objects,
+        human_bytes(r.uploaded.bytes),
+        r.skipped.objects,
+        human_bytes(r.skipped.bytes),
+        r.multipart_parts,
+        elapsed(Duration::from_millis(r.duration_ms))
+    )?;
+    writeln!(w, "public URL: {}/index.json", r.public_url)
+}
+
+pub fn fetch(w: &mut dyn Write, r: &FetchReport) -> Result<()> {
+    let how = if r.up_to_date {
+        "already up to date".to_owned()
+    } else if r.resumed_from > 0 {
+        format!("resumed at byte {}", r.resumed_from)
+    } else {
+        "downloaded".to_owned()
+    };
+    let signed = if r.signature_verified {
+        ", signature good"
+    } else {
+        ""
+    };
+    writeln!(
+        w,
+        "{}  {} ({} bytes, {how}, sha256 verified{signed})",
+        r.sha256,
+        r.path.display(),
+        r.size
+    )
+}
+
+pub fn listing(w: &mut dyn Write, l: &Listing) -> Result<()> {
+    writeln!(w, "{}", l.location)?;
+    if l.channels.is_empty() {
+        writeln!(w, "no channels")?;
+    }
+    for c in &l.channels {
+        writeln!(
+            w,
+            "channel {} → {} (updated {})",
+            c.name, c.manifest, c.updated
+        )?;
+        for a in &c.artifacts {
+            writeln!(
+                w,
+                "  {:<40} {}  {:>10}",
+                a.name,
+                a.sha256,
+                human_bytes(a.size)
+            )?;
+        }
+    }
+    objects(w, "manifests", &l.manifests)?;
+    objects(w, "blobs", &l.blobs)
+}
+
+fn objects(w: &mut dyn Write, title: &str, items: &Option<Vec<ObjectListing>>) -> Result<()> {
+    let Some(items) = items else {
+        return Ok(());
+    };
+    let total: u64 = items.iter().map(|o| o.size).sum();
+    writeln!(w, "{title}: {} ({})", items.len(), human_bytes(total))?;
+    for o in items {
+        writeln!(
+            w,
+            "  {}  {:>10}  {}  {}",
+            o.sha256,
+            human_bytes(o.size),
+            o.modified.as_deref().unwrap_or("-"),
+            o.used_by.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+pub fn keygen(w: &mut dyn Write, k: &crate::release::sign::KeyPair) -> Result<()> {
+    writeln!(
+        w,
+        "secret key: {} (keep it secret; mode 0600)",
+        k.secret_key.display()
+    )?;
+    writeln!(w, "public key: {}", k.public_key.display())?;
+    writeln!(
+        w,
+        "verify with: minisign -Vm SHA256SUMS -P {}",
+        k.public_key_base64
+    )
+}
+
+pub fn flash(w: &mut dyn Write, r: &FlashReport) -> Result<()> {
+    writeln!(
+        w,
+        "wrote {} bytes to {}; read back and verified: {}",
+        r.bytes,
+        r.device.display(),
+        r.sha256
+    )
+}
