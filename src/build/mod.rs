@@ -2,6 +2,7 @@
 //! whenever every input is unchanged.
 
 mod key;
+mod run;
 pub mod toolchain;
 
 use std::collections::BTreeMap;
@@ -10,17 +11,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use cap_std::ambient_authority;
-use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
 
 use crate::base::Digest;
-use crate::base::executor::{Executor, StepCommand};
+use crate::base::executor::Executor;
 use crate::base::process;
-use crate::recipe::{LoadedRecipe, expand};
+use crate::recipe::LoadedRecipe;
 use crate::source::{self, Mirrors, SourceIdentity};
 use crate::store::{Produced, ProducedFile, Store};
 pub use key::{KeyInputs, SCHEMA};
+use run::Run;
 use toolchain::{Toolchain, Unresolved};
 
 /// Default limit for one step.
@@ -111,6 +111,8 @@ pub struct BuildReport {
     pub duration_ms: u64,
     pub outputs: Vec<Artifact>,
     pub log: Digest,
+    /// The SOURCE_DATE_EPOCH the outputs were built with.
+    pub source_date_epoch: i64,
     /// With `--check`: what the rebuild was compared against.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checked_against: Option<String>,
@@ -421,6 +423,54 @@ pub fn build_all(
     (reports, failed)
 }
 
+/// Runs `argv` in `recipe`'s toolchain (its image, the host for `--executor host`) on the
+/// files in `tree`, with no network, and returns what it wrote to stdout: how `embed`
+/// remakes compressed images with a build's own tool, without knowing about containers.
+pub fn run_tool(
+    settings: &Settings,
+    recipe: &LoadedRecipe,
+    tree: &Path,
+    argv: &[String],
+) -> Result<Vec<u8>> {
+    let (store, executor) = (&settings.store, &settings.executor);
+    let toolchain = match toolchain::resolve(recipe, store, executor)? {
+        Ok(t) => t,
+        Err(_) => bail!("recipe {}: its toolchain is not built", recipe.name),
+    };
+    toolchain::ensure_image(&toolchain, store, executor)?;
+    let env = [
+        ("TZ".to_owned(), "UTC".to_owned()),
+        ("LC_ALL".to_owned(), "C".to_owned()),
+    ];
+    let name = format!("bootforge-tool-{}", std::process::id());
+    let image = match &toolchain {
+        Toolchain::Host => None,
+        t => t.image(),
+    };
+    let out = executor
+        .command(&crate::base::executor::StepCommand {
+            tree,
+            workdir: "",
+            embed_dir: None,
+            image,
+            argv,
+            env: &env,
+            name: &name,
+        })
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", argv.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "`{}` {}: {}",
+            argv.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
+}
+
 /// Copies each report's outputs to `dir/<recipe>/<output>`, verified, with their modes.
 pub fn export(store: &Store, reports: &[BuildReport], dir: &Path) -> Result<()> {
     for r in reports {
@@ -483,6 +533,7 @@ fn report(
         duration_ms: start.elapsed().as_millis() as u64,
         outputs: entry.outputs,
         log: entry.log,
+        source_date_epoch: entry.provenance.source_date_epoch,
         checked_against,
     }
 }
@@ -513,245 +564,6 @@ fn compare(
         );
     }
     Ok(())
-}
-
-/// One execution of an action.
-struct Run<'a> {
-    settings: &'a Settings,
-    prepared: &'a Prepared<'a>,
-    toolchain: &'a Toolchain,
-    key: &'a str,
-    inputs: &'a KeyInputs,
-    fetched: &'a source::Fetched,
-}
-
-impl Run<'_> {
-    /// Runs the steps in a fresh tree and stores outputs and log; returns the entry (not yet
-    /// written) and the number of containers started.
-    fn execute(&self) -> Result<(ActionEntry, u32)> {
-        let start = Instant::now();
-        let store = &self.settings.store;
-        let recipe = self.prepared.recipe;
-        let name = &recipe.name;
-        let work = store.temp_dir(&format!("build-{name}-"))?;
-        let tree = work.path().join("src");
-        fs::create_dir(&tree)?;
-        eprintln!("[{name}] preparing source");
-        self.fetched
-            .materialize(store, &tree, &self.prepared.patches)
-            .with_context(|| format!("recipe {name}: laying out the source"))?;
-        let epoch = recipe
-            .recipe
-            .epoch
-            .or(self.fetched.epoch)
-            .context("no SOURCE_DATE_EPOCH: set `epoch` in the recipe")?;
-
-        let embed_dir = match &self.prepared.embed {
-            Some(e) => {
-                let dir = work.path().join("embed");
-                fs::create_dir(&dir)?;
-                fs::write(dir.join(&e.name), &e.bytes)?;
-                Some(dir)
-            }
-            None => None,
-        };
-        let embed_blob = match &self.prepared.embed {
-            Some(e) => Some(store.put_bytes(&e.bytes)?.digest),
-            None => None,
-        };
-        let executor = &self.settings.executor;
-        let (src_view, embed_view) = executor.view_paths(&tree, embed_dir.as_deref());
-        let env = vec![
-            ("SOURCE_DATE_EPOCH".to_owned(), epoch.to_string()),
-            ("TZ".to_owned(), "UTC".to_owned()),
-            ("LC_ALL".to_owned(), "C".to_owned()),
-        ];
-        let workdir = recipe.recipe.workdir.clone().unwrap_or_default();
-        let log_path = work.path().join("build.log");
-        let mut log = fs::File::create(&log_path)?;
-        let timeout = recipe
-            .recipe
-            .timeout
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_STEP_TIMEOUT);
-
-        let steps = &recipe.recipe.steps;
-        let mut commands = Vec::new();
-        let mut started = 0;
-        for (i, step) in steps.iter().enumerate() {
-            let targets: Vec<&String> = match step.selected_targets(&self.prepared.selected) {
-                Some(t) if t.is_empty() => continue,
-                Some(t) => t,
-                None => self.prepared.selected.iter().collect(),
-            };
-            let argv = expand_args(
-                &step.run,
-                |var| match var {
-                    "jobs" => Some(self.settings.jobs.to_string()),
-                    "src" => Some(src_view.clone()),
-                    "embed" => embed_view
-                        .as_ref()
-                        .zip(self.prepared.embed.as_ref())
-                        .map(|(dir, e)| format!("{dir}/{}", e.name)),
-                    v => self.prepared.vars.get(v).cloned(),
-                },
-                &targets,
-            )
-            .with_context(|| format!("recipe {name}: step {}", i + 1))?;
-            let progress = format!("[{name}] step {}/{} `{}`", i + 1, steps.len(), step.label());
-            eprintln!("{progress}");
-            use std::io::Write;
-            writeln!(log, "$ {}", shell_words::join(&argv))?;
-            let container = format!(
-                "bootforge-{}-{}-{}",
-                &self.key[..12],
-                i + 1,
-                std::process::id()
-            );
-            let cmd = executor.command(&StepCommand {
-                tree: &tree,
-                workdir: &workdir,
-                embed_dir: embed_dir.as_deref(),
-                image: self.toolchain.image(),
-                argv: &argv,
-                env: &env,
-                name: &container,
-            });
-            if executor.kind.is_container() {
-                started += 1;
-            }
-            let step_start = Instant::now();
-            let outcome = process::run_logged(cmd, timeout, &mut log, &progress, || {
-                executor.kill_container(&container)
-            })?;
-            let failure = match outcome {
-                process::Outcome::Exited(s) if s.success() => None,
-                process::Outcome::Exited(s) => Some(format!("exited with {s}")),
-                process::Outcome::TimedOut(t) => Some(format!(
-                    "ran longer than its timeout of {} and was killed with its whole process tree",
-                    elapsed(t)
-                )),
-            };
-            if let Some(why) = failure {
-                let stored = store.put_file(&log_path)?;
-                bail!(
-                    "recipe {name}: step {}/{} `{}` {why}.\n--- last lines of the log ---\n{}\n--- full log: {} ---",
-                    i + 1,
-                    steps.len(),
-                    step.label(),
-                    process::tail(&log_path, 25),
-                    store.blob_path(&stored.digest).display()
-                );
-            }
-            eprintln!("{progress} done in {}", elapsed(step_start.elapsed()));
-            commands.push(argv);
-        }
-
-        let outputs = self.collect_outputs(&tree, &workdir, &log_path)?;
-        let log_blob = store.put_file(&log_path)?.digest;
-        let entry = ActionEntry {
-            schema: SCHEMA,
-            key: self.key.to_owned(),
-            recipe: name.clone(),
-            inputs: self.inputs.clone(),
-            outputs,
-            log: log_blob,
-            provenance: Provenance {
-                recipe_file: recipe.path.display().to_string(),
-                source: self.prepared.source.clone(),
-                toolchain: self.toolchain.identity(),
-                image: self.toolchain.image().map(str::to_owned),
-                executor: executor.kind.name().into(),
-                hermetic: executor.kind.is_container() || matches!(self.toolchain, Toolchain::None),
-                commands,
-                source_date_epoch: epoch,
-                embed: embed_blob,
-                bootforge_version: env!("CARGO_PKG_VERSION").into(),
-                duration_ms: start.elapsed().as_millis() as u64,
-            },
-        };
-        Ok((entry, started))
-    }
-
-    /// Stores the selected outputs, read through a handle on the build tree: a link the build
-    /// made (or a .deb's absolute link) can never make a host file an output.
-    fn collect_outputs(
-        &self,
-        tree: &Path,
-        workdir: &str,
-        log_path: &Path,
-    ) -> Result<Vec<Artifact>> {
-        let store = &self.settings.store;
-        let name = &self.prepared.recipe.name;
-        let missing = |o: &str| -> Result<anyhow::Error> {
-            let log = store.put_file(log_path)?;
-            Ok(anyhow::anyhow!(
-                "recipe {name}: output `{o}` was not produced by the build (expected {} in the \
-                 build tree); full log: {}",
-                Path::new(workdir).join(o).display(),
-                store.blob_path(&log.digest).display()
-            ))
-        };
-        let root = Dir::open_ambient_dir(tree, ambient_authority())
-            .with_context(|| format!("opening {}", tree.display()))?;
-        let dir = if workdir.is_empty() {
-            root
-        } else {
-            root.open_dir(workdir)
-                .with_context(|| format!("recipe {name}: opening the workdir `{workdir}`"))?
-        };
-        let mut outputs = Vec::new();
-        for o in &self.prepared.selected {
-            match dir.symlink_metadata(o) {
-                Ok(m) if m.is_symlink() => bail!(
-                    "recipe {name}: output `{o}` is a symbolic link to {}; name the file it points to",
-                    dir.read_link_contents(o)
-                        .map(|t| t.display().to_string())
-                        .unwrap_or_default()
-                ),
-                Ok(m) if m.is_file() => {}
-                Ok(_) => return Err(missing(o)?),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing(o)?),
-                Err(e) => bail!(
-                    "recipe {name}: output `{o}` cannot be reached inside the build tree ({e}): \
-                     a link the build made leads out of it"
-                ),
-            }
-            let f = dir
-                .open(o)
-                .with_context(|| format!("recipe {name}: opening output `{o}`"))?
-                .into_std();
-            use std::os::unix::fs::PermissionsExt;
-            let executable = f.metadata()?.permissions().mode() & 0o111 != 0;
-            let stored = store
-                .put_reader(std::io::BufReader::with_capacity(1 << 20, f))
-                .with_context(|| format!("recipe {name}: storing output `{o}`"))?;
-            outputs.push(Artifact {
-                name: o.clone(),
-                sha256: stored.digest,
-                size: stored.size,
-                executable,
-            });
-        }
-        Ok(outputs)
-    }
-}
-
-/// Expands a step's arguments; `{targets}` standing alone becomes one argument per target.
-fn expand_args(
-    run: &[String],
-    lookup: impl Fn(&str) -> Option<String>,
-    targets: &[&String],
-) -> Result<Vec<String>> {
-    let mut argv = Vec::new();
-    for arg in run {
-        if arg == "{targets}" {
-            argv.extend(targets.iter().map(|t| (*t).clone()));
-            continue;
-        }
-        argv.push(expand(arg, &lookup).map_err(anyhow::Error::msg)?);
-    }
-    Ok(argv)
 }
 
 /// A short human form of a duration: `12ms`, `3.4s`, `1m40s`.

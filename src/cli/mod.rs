@@ -147,21 +147,7 @@ fn with_store(out: Output, config: &Config, command: Command) -> Result<ExitCode
             check,
             out: dir,
         } => {
-            let (list, req) = selection(recipes, &sel, check)?;
-            let (reports, failed) = build::build_all(&settings, &list, &req);
-            if let Some(dir) = dir {
-                build::export(&settings.store, &reports, &dir)?;
-            }
-            out.show(
-                &serde_json::json!({ "builds": reports }),
-                &reports,
-                render::builds,
-            )?;
-            return Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            });
+            return cmd_build(out, &settings, recipes, &sel, check, dir.as_deref());
         }
         Command::Plan { sel } => {
             let (list, req) = selection(recipes, &sel, false)?;
@@ -213,31 +199,7 @@ fn with_store(out: Output, config: &Config, command: Command) -> Result<ExitCode
             out.show(&built.record, &built, render::toolchain)?;
         }
         Command::Cache { command } => return cache(out, &settings.store, recipes, command),
-        Command::Publish {
-            to,
-            channel,
-            manifest,
-            sign,
-            public_url,
-            parallel,
-        } => {
-            let signer = sign
-                .as_deref()
-                .map(|k| Signer::load(k, config.key_password.as_deref()))
-                .transpose()?;
-            let to = open_for_publish(&to, config)?;
-            let req = publish::Request {
-                channel: &channel,
-                manifest,
-                signer: signer.as_ref(),
-                public_url,
-                parallel,
-            };
-            out.report(
-                &publish::publish(&settings.store, to.as_ref(), &req)?,
-                render::publish,
-            )?;
-        }
+        publish @ Command::Publish { .. } => cmd_publish(out, &settings, config, publish)?,
         Command::Fetch { .. }
         | Command::Ls { .. }
         | Command::Keygen { .. }
@@ -246,6 +208,61 @@ fn with_store(out: Output, config: &Config, command: Command) -> Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_build(
+    out: Output,
+    settings: &Settings,
+    recipes: &Path,
+    sel: &Selection,
+    check: bool,
+    dir: Option<&Path>,
+) -> Result<ExitCode> {
+    let (list, req) = selection(recipes, sel, check)?;
+    let (reports, failed) = build::build_all(settings, &list, &req);
+    if let Some(dir) = dir {
+        build::export(&settings.store, &reports, dir)?;
+    }
+    out.show(
+        &serde_json::json!({ "builds": reports }),
+        &reports,
+        render::builds,
+    )?;
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn cmd_publish(out: Output, settings: &Settings, config: &Config, command: Command) -> Result<()> {
+    let Command::Publish {
+        to,
+        channel,
+        manifest,
+        sign,
+        public_url,
+        parallel,
+    } = command
+    else {
+        unreachable!("called for publish only")
+    };
+    let signer = sign
+        .as_deref()
+        .map(|k| Signer::load(k, config.key_password.as_deref()))
+        .transpose()?;
+    let to = open_for_publish(&to, config)?;
+    let req = publish::Request {
+        channel: &channel,
+        manifest,
+        signer: signer.as_ref(),
+        public_url,
+        parallel,
+    };
+    out.report(
+        &publish::publish(&settings.store, to.as_ref(), &req)?,
+        render::publish,
+    )
 }
 
 /// The store a publish writes to; refused up front when it is read-only.

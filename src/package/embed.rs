@@ -1,7 +1,6 @@
 //! `bootforge embed`: a rendered chainload script written into a recipe's built binaries.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -9,8 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{patch, template, zinfo};
 use crate::base::Digest;
-use crate::base::executor::StepCommand;
-use crate::build::toolchain::{self, Toolchain};
 use crate::build::{self, Artifact, Request, Settings};
 use crate::recipe::placeholder::Repack;
 use crate::recipe::{LoadedRecipe, Placeholder, ScriptKind};
@@ -58,6 +55,9 @@ pub struct EmbedReport {
     /// True when the recipe's build came from the cache (the usual case: no rebuild).
     #[serde(skip_deserializing)]
     pub build_cached: bool,
+    /// The SOURCE_DATE_EPOCH of the build patched.
+    #[serde(skip_deserializing)]
+    pub source_date_epoch: i64,
 }
 
 /// Builds `recipe` (normally a cache hit), renders its placeholder template (or `template`)
@@ -104,6 +104,7 @@ pub fn embed(
                 done.cached = true;
                 done.build_cached = built.cached;
                 done.containers_started = built.containers_started;
+                done.source_date_epoch = built.source_date_epoch;
                 done
             }))
     };
@@ -137,6 +138,7 @@ pub fn embed(
         cached: false,
         containers_started: built.containers_started + repacks,
         build_cached: built.cached,
+        source_date_epoch: built.source_date_epoch,
     };
     store.write_json(&entry_path, &report)?;
     Ok(report)
@@ -267,49 +269,13 @@ impl Patcher<'_> {
             };
             store.export_blob(&o.sha256, &tree.join(&o.name), Some(mode))?;
         }
-        let executor = &self.settings.executor;
-        let toolchain = match toolchain::resolve(self.recipe, store, executor)? {
-            Ok(t) => t,
-            Err(_) => bail!("the recipe's toolchain is not built"),
-        };
-        toolchain::ensure_image(&toolchain, store, executor)?;
-        let env = [
-            ("TZ".to_owned(), "UTC".to_owned()),
-            ("LC_ALL".to_owned(), "C".to_owned()),
-        ];
-        let name = format!("bootforge-repack-{}", std::process::id());
-        let image = match &toolchain {
-            Toolchain::Host => None,
-            t => t.image(),
-        };
-        let out = executor
-            .command(&StepCommand {
-                tree: &tree,
-                workdir: "",
-                embed_dir: None,
-                image,
-                argv: &rp.run,
-                env: &env,
-                name: &name,
-            })
-            .stdin(std::process::Stdio::null())
-            .output()
-            .with_context(|| format!("running {}", rp.run.join(" ")))?;
-        if !out.status.success() {
-            bail!(
-                "`{}` {}: {}",
-                rp.run.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        if out.stdout.is_empty() {
+        let stdout = build::run_tool(self.settings, self.recipe, &tree, &rp.run)?;
+        if stdout.is_empty() {
             bail!(
                 "`{}` wrote nothing to its standard output",
                 rp.run.join(" ")
             );
         }
-        let _ = fs::remove_dir_all(&tree);
-        store.put_bytes(&out.stdout)
+        store.put_bytes(&stdout)
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::embed::embed;
 use super::profile::LoadedProfile;
 use crate::base::Digest;
-use crate::build::{self, ActionEntry, Request, Settings};
+use crate::build::{self, Request, Settings};
 use crate::recipe::LoadedRecipe;
 
 /// A role's default source: recipe (by its role in the profile's `recipes`) and output.
@@ -149,8 +149,8 @@ impl<'a> Inputs<'a> {
         if !self.resolved.contains_key(recipe_ref) {
             let recipe = LoadedRecipe::find(self.recipes_dir, recipe_ref)
                 .with_context(|| format!("{}: loading a recipe", self.profile.path.display()))?;
-            // (build action, embed action and script if embedded, outputs)
-            let (input, outputs): (Input, Vec<(String, InputFile)>) =
+            // (build action, embed action and script if embedded, outputs, epoch)
+            let (input, outputs, epoch): (Input, Vec<(String, InputFile)>, i64) =
                 if recipe.recipe.placeholder.is_some() {
                     let r = embed(self.settings, &recipe, None, self.vars)?;
                     self.containers_started += r.containers_started;
@@ -164,7 +164,7 @@ impl<'a> Inputs<'a> {
                         .outputs
                         .iter()
                         .map(|o| (o.name.clone(), o.sha256, o.size, o.patched));
-                    (input, outputs.map(to_file).collect())
+                    (input, outputs.map(to_file).collect(), r.source_date_epoch)
                 } else {
                     let b = build::build(self.settings, &recipe, &Request::default())?;
                     self.containers_started += b.containers_started;
@@ -178,25 +178,16 @@ impl<'a> Inputs<'a> {
                         .outputs
                         .iter()
                         .map(|o| (o.name.clone(), o.sha256, o.size, false));
-                    (input, outputs.map(to_file).collect())
+                    (input, outputs.map(to_file).collect(), b.source_date_epoch)
                 };
             let resolved = Resolved {
-                epoch: self.epoch_of(&input.build_action)?,
+                epoch,
                 input,
                 outputs: outputs.into_iter().collect(),
             };
             self.resolved.insert(recipe_ref.to_owned(), resolved);
         }
         Ok(&self.resolved[recipe_ref])
-    }
-
-    fn epoch_of(&self, build_action: &str) -> Result<i64> {
-        let entry: ActionEntry = self
-            .settings
-            .store
-            .read_json(&format!("actions/{build_action}.json"))?
-            .context("a build entry vanished from the store")?;
-        Ok(entry.provenance.source_date_epoch)
     }
 
     /// The inputs used so far, for the manifest, in a stable order.

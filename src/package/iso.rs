@@ -8,7 +8,6 @@ use hadris_iso::{
     AppendedPartition, BootEntry, BootInfo, ElTorito, Hybrid, IsoId, IsoLevel, IsoOptions,
 };
 
-use crate::base::Digest;
 use crate::store::{Store, Stored};
 
 /// What goes on the disc.
@@ -38,14 +37,12 @@ pub fn write_iso(store: &Store, spec: &IsoSpec<'_>) -> Result<Stored> {
     }
     // GPT GUIDs derive from this seed: a hash of the content, so the same inputs give the
     // same GUIDs and different media different ones.
-    let mut seed_input = Vec::new();
-    for (path, data) in spec.files {
-        seed_input.extend_from_slice(path.as_bytes());
-        seed_input.extend_from_slice(Digest::of(data).hex().as_bytes());
-    }
-    seed_input.extend_from_slice(Digest::of(&spec.esp).hex().as_bytes());
+    let seed = super::content_seed(
+        spec.files.iter().map(|(p, d)| (p.as_str(), d.as_slice())),
+        &[&spec.esp],
+    );
     let seed = u64::from_le_bytes(
-        hex::decode(&Digest::of(&seed_input).hex()[..16])
+        hex::decode(&seed.hex()[..16])
             .expect("hex")
             .try_into()
             .expect("8 bytes"),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::recipe::parse_yaml;
@@ -105,6 +105,36 @@ impl LoadedProfile {
             path: path.to_owned(),
             profile,
         })
+    }
+
+    /// Refuses loaders the target cannot boot, naming the profile and the field.
+    pub fn check_target(&self, target: super::Target) -> Result<()> {
+        let loaders = &self.profile.loaders;
+        let at = self.path.display();
+        let network_only = |loader: &str| {
+            anyhow::anyhow!(
+                "{at}: loaders.bios: {loader} chains over the network, so it is for pxe-bundle; \
+                 {} boots BIOS through iPXE",
+                target.name()
+            )
+        };
+        let bundle = target == super::Target::PxeBundle;
+        if loaders.bios == Loader::Grub && !bundle {
+            return Err(network_only("grub"));
+        }
+        if loaders.bios == Loader::Syslinux && !bundle {
+            return Err(network_only("syslinux"));
+        }
+        if matches!(loaders.uefi_arm64, Loader::Grub | Loader::Syslinux) {
+            bail!("{at}: loaders.uefi-arm64: only ipxe or none");
+        }
+        if loaders.uefi_x64 == Loader::Syslinux {
+            bail!("{at}: loaders.uefi-x64: ipxe, grub or none (SYSLINUX is used for BIOS)");
+        }
+        if [loaders.bios, loaders.uefi_x64, loaders.uefi_arm64] == [Loader::None; 3] {
+            bail!("{at}: every loader is `none`: nothing to package");
+        }
+        Ok(())
     }
 
     /// A template of the profile's template directory.

@@ -6,7 +6,6 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use super::fat::{FatFile, FatSpec, FatType, write_fat_at};
-use crate::base::Digest;
 use crate::store::{Store, Stored};
 
 /// Where the boot partition starts: 1 MiB, the alignment SD cards and the Pi's own images use.
@@ -18,14 +17,11 @@ const MIN_PART_SIZE: u64 = 64 << 20;
 
 /// Writes the image into the store; the disk signature derives from the contents.
 pub fn write_rpi_img(store: &Store, files: &[FatFile], label: &str, mtime: i64) -> Result<Stored> {
-    let content_hash = {
-        let mut all = Vec::new();
-        for f in files {
-            all.extend_from_slice(f.path.as_bytes());
-            all.extend_from_slice(Digest::of(&f.data).hex().as_bytes());
-        }
-        Digest::of(&all).hex()
-    };
+    let content_hash = super::content_seed(
+        files.iter().map(|f| (f.path.as_str(), f.data.as_slice())),
+        &[],
+    )
+    .hex();
     let word = |i: usize| u32::from_str_radix(&content_hash[i..i + 8], 16).expect("hex digest");
     let files_size: u64 = files.iter().map(|f| f.data.len() as u64).sum();
     let part_size = MIN_PART_SIZE.max((files_size * 2).div_ceil(1 << 20) << 20);

@@ -53,13 +53,13 @@ pub fn write_usb_img(store: &Store, spec: &UsbSpec<'_>) -> Result<Stored> {
             spec.core_img.len()
         );
     }
-    let mut hash_input = Vec::new();
-    for f in spec.esp_files {
-        hash_input.extend_from_slice(f.path.as_bytes());
-        hash_input.extend_from_slice(Digest::of(&f.data).hex().as_bytes());
-    }
-    hash_input.extend_from_slice(Digest::of(spec.core_img).hex().as_bytes());
-    let seed = Digest::of(&hash_input).hex();
+    let seed = super::content_seed(
+        spec.esp_files
+            .iter()
+            .map(|f| (f.path.as_str(), f.data.as_slice())),
+        &[spec.core_img],
+    )
+    .hex();
     let uuid = |n: u8| {
         let d = Digest::of(format!("{seed}-{n}").as_bytes()).hex();
         let mut bytes = [0u8; 16];
@@ -89,10 +89,23 @@ pub fn write_usb_img(store: &Store, spec: &UsbSpec<'_>) -> Result<Stored> {
     .context("writing the EFI system partition")?;
     disk.set_len(total)?;
 
+    write_gpt(&mut disk, esp_size, &uuid)?;
+    write_boot_code(&mut disk, spec, core_sectors, total)?;
+    disk.flush()?;
+    drop(disk);
+    store.put_temp(tmp)
+}
+
+/// The GPT: a BIOS boot partition for GRUB's core image, then the ESP.
+fn write_gpt(
+    disk: &mut std::fs::File,
+    esp_size: u64,
+    uuid: &dyn Fn(u8) -> uuid::Uuid,
+) -> Result<()> {
     let mut gpt = gpt::GptConfig::new()
         .writable(true)
         .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
-        .create_from_device(&mut disk, Some(uuid(0)))
+        .create_from_device(disk, Some(uuid(0)))
         .context("creating the GPT")?;
     let esp_sectors = esp_size / SECTOR;
     let mut parts = BTreeMap::new();
@@ -121,6 +134,17 @@ pub fn write_usb_img(store: &Store, spec: &UsbSpec<'_>) -> Result<Stored> {
     gpt.update_partitions(parts).context("adding partitions")?;
     gpt.write().context("writing the GPT")?;
 
+    Ok(())
+}
+
+/// GRUB's core image in the BIOS boot partition and boot.img in the protective MBR, each
+/// told where the next stage is.
+fn write_boot_code(
+    disk: &mut std::fs::File,
+    spec: &UsbSpec<'_>,
+    core_sectors: u64,
+    total: u64,
+) -> Result<()> {
     // GRUB's core image in the BIOS boot partition, its first sector told where the rest is.
     let mut core = spec.core_img.to_vec();
     let rest_len = u16::from_le_bytes([core[BLOCKLIST + 8], core[BLOCKLIST + 9]]);
@@ -140,9 +164,7 @@ pub fn write_usb_img(store: &Store, spec: &UsbSpec<'_>) -> Result<Stored> {
     code[DRIVE_CHECK..DRIVE_CHECK + 2].copy_from_slice(&[0x90, 0x90]);
     let mut mbr = gpt::mbr::ProtectiveMBR::with_lb_size((total / SECTOR - 1) as u32);
     mbr.set_bootcode(code);
-    mbr.overwrite_lba0(&mut disk)
+    mbr.overwrite_lba0(disk)
         .context("writing the protective MBR")?;
-    disk.flush()?;
-    drop(disk);
-    store.put_temp(tmp)
+    Ok(())
 }
