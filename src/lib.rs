@@ -1,13 +1,33 @@
 //! bootforge: reproducible boot artifacts.
 //!
-//! The pipeline runs one way, each stage a module that uses only the ones before it:
-//! [`recipe`] (parse and validate) → [`source`] (pinned sources) → [`build`] (action keys,
-//! steps in pinned containers) → [`store`] (blobs by sha256, action cache) → [`package`]
-//! (media, chainload scripts written into built binaries) → [`publish`] (a bucket: blobs,
-//! release manifests, channels, views) → [`fetch`] and [`flash`] (verified downloads, and
-//! writing them to a device). [`cli`] only
-//! parses arguments and calls the stages; [`config`] merges flags, environment and file.
-//! `fuzzing` holds the entry points of the fuzz targets in `tests/fuzz/`.
+//! Data flows one way through the stages, each a module that uses only the layers below it
+//! (checked by reading the `use crate::` lines; none reaches sideways or up):
+//!
+//! ```text
+//! cli ─ config                                      parse, resolve settings once, render
+//!   recipe → source → build → package               build side: recipes to media
+//!                          release → publish, fetch release side: manifests to buckets and back
+//!                                              flash  images to devices
+//!   store                                           one Storage interface: local, S3, HTTPS
+//!   base                                            digests and verifying I/O, progress,
+//!                                                   processes and container executors
+//! ```
+//!
+//! - [`base`] uses nothing of bootforge; every other module may use it.
+//! - [`store`] is the content-addressed layout and the one [`store::Storage`] interface
+//!   over a local directory, an S3 bucket prefix and a read-only HTTPS copy; it uses only
+//!   `base`.
+//! - [`recipe`] parses and validates recipes (uses `base`); [`source`] turns their pinned
+//!   sources into build trees (uses `recipe`, `store`); [`build`] computes action keys and
+//!   runs steps in pinned toolchains (uses `recipe`, `source`, `store`); [`package`] writes
+//!   chainload scripts into built binaries and assembles media, asking `build` only for
+//!   outputs (`build::build`, `build::run_tool`).
+//! - [`release`] is the release format (manifests, channels, views, signatures) and its
+//!   readers, over `store`; [`publish`] writes releases and [`fetch`] reads them, neither
+//!   using the other. [`flash`] writes an image to a device.
+//! - [`config`] resolves flags, environment and file into settings; [`cli`] parses,
+//!   dispatches to one stage and prints its report. `fuzzing` holds the entry points of the
+//!   fuzz targets in `tests/fuzz/`.
 
 pub mod base;
 pub mod build;

@@ -714,3 +714,62 @@ fn os_list_json_lists_the_pi_image_with_the_fields_rpi_imager_needs() {
         img_hex
     );
 }
+
+#[test]
+fn a_directory_is_a_store_to_publish_to_fetch_from_and_serve() {
+    let env = Env::new();
+    let data = noise(300_000, 21);
+    build_files(&env, "files", &[("dir.bin", &data)]);
+    env.run(&[
+        "publish",
+        "--to",
+        "./www",
+        "--channel",
+        "nightly",
+        "--public-url",
+        "https://boot.example/www",
+    ])
+    .ok();
+    let index = fs::read_to_string(env.path().join("www/index.json")).unwrap();
+    assert!(
+        index.contains("https://boot.example/www/blobs/sha256/"),
+        "{index}"
+    );
+    // Read back from the directory, and from a web server serving it.
+    let got = env
+        .run(&[
+            "--json",
+            "fetch",
+            "dir.bin",
+            "--from",
+            "./www",
+            "--channel",
+            "nightly",
+            "-o",
+            "a.bin",
+        ])
+        .ok()
+        .json();
+    assert_eq!(got["sha256"], format!("sha256:{}", sha256_hex(&data)));
+    let web = HttpServer::serve_dir(env.path().join("www"), None);
+    let base = web.url("");
+    env.run(&[
+        "fetch",
+        "dir.bin",
+        "--from",
+        base.trim_end_matches('/'),
+        "--channel",
+        "nightly",
+        "-o",
+        "b.bin",
+    ])
+    .ok();
+    assert_eq!(fs::read(env.path().join("b.bin")).unwrap(), data);
+    let ls = env.run(&["ls", "--from", "./www"]).ok();
+    assert!(ls.stdout.contains("channel nightly"), "{ls}");
+    // Reading creates nothing; a missing directory is no store.
+    env.run(&["ls", "--from", "./nothing-here"])
+        .fails()
+        .error_is("./nothing-here: no store here (no blobs/ directory)");
+    assert!(!env.path().join("nothing-here").exists());
+}

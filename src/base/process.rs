@@ -81,7 +81,7 @@ pub fn run_logged(
             let line = last_line.lock().expect("not poisoned").clone();
             eprintln!(
                 "{progress} still running ({}): {}",
-                crate::build::elapsed(now.duration_since(start)),
+                super::progress::elapsed(now.duration_since(start)),
                 truncate(&line, 100)
             );
             next_beat = now + HEARTBEAT;

@@ -123,6 +123,18 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// A short human form of a duration: `12ms`, `3.4s`, `1m40s`.
+pub fn elapsed(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

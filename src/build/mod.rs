@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::base::Digest;
 use crate::base::executor::Executor;
 use crate::base::process;
+pub use crate::base::progress::elapsed;
 use crate::recipe::LoadedRecipe;
 use crate::source::{self, Mirrors, SourceIdentity};
 use crate::store::{Produced, ProducedFile, Store};
@@ -564,16 +565,4 @@ fn compare(
         );
     }
     Ok(())
-}
-
-/// A short human form of a duration: `12ms`, `3.4s`, `1m40s`.
-pub fn elapsed(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.1}s", d.as_secs_f64())
-    } else {
-        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
-    }
 }

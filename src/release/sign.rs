@@ -13,8 +13,6 @@ use anyhow::{Context, Result, anyhow};
 use minisign::{PublicKey, PublicKeyBox, SecretKey, SecretKeyBox, SignatureBox};
 use serde::Serialize;
 
-use crate::config::env::KEY_PASSWORD as PASSWORD_ENV;
-
 /// A key pair `keygen` wrote.
 #[derive(Debug, Serialize)]
 pub struct KeyPair {
@@ -87,7 +85,7 @@ impl Signer {
         .map_err(|e| {
             anyhow!(
                 "{}: cannot use the secret key ({e}); an encrypted key needs its password in \
-                 {PASSWORD_ENV}",
+                 BOOTFORGE_KEY_PASSWORD",
                 path.display()
             )
         })?;
