@@ -75,6 +75,16 @@ impl<'de> serde::Deserialize<'de> for Digest {
     }
 }
 
+/// A named blob: "this name is these bytes". The one type for it; a document that says
+/// more about a blob (an output's mode, whether a script was patched in, its media type)
+/// embeds it with `#[serde(flatten)]`, so the JSON stays flat.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Named {
+    pub name: String,
+    pub sha256: Digest,
+    pub size: u64,
+}
+
 /// Incremental hasher that also counts bytes.
 #[derive(Default, Clone)]
 pub struct Hasher {

@@ -7,4 +7,4 @@ pub mod executor;
 pub mod process;
 pub mod progress;
 
-pub use digest::{Digest, Hasher, HashingWriter, VerifyingReader, hash_reader};
+pub use digest::{Digest, Hasher, HashingWriter, Named, VerifyingReader, hash_reader};

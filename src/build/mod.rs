@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::base::Digest;
 use crate::base::executor::Executor;
 use crate::base::process;
 pub use crate::base::progress::elapsed;
+use crate::base::{Digest, Named};
 use crate::recipe::LoadedRecipe;
 use crate::source::{self, Mirrors, SourceIdentity};
-use crate::store::{Produced, ProducedFile, Store};
+use crate::store::{Kind, Produced, ProducedFile, Store};
 pub use key::{KeyInputs, SCHEMA};
 use run::Run;
 use toolchain::{Toolchain, Unresolved};
@@ -55,9 +55,8 @@ pub struct Request {
 /// One stored output.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Artifact {
-    pub name: String,
-    pub sha256: Digest,
-    pub size: u64,
+    #[serde(flatten)]
+    pub blob: Named,
     /// The build left it executable (a host tool such as iPXE's zbin); blobs carry no mode.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub executable: bool,
@@ -246,7 +245,7 @@ impl Prepared<'_> {
 /// Reads a cached entry whose outputs are all still present.
 fn cached_entry(store: &Store, key: &str) -> Result<Option<ActionEntry>> {
     let entry: Option<ActionEntry> = store.read_json(&format!("actions/{key}.json"))?;
-    Ok(entry.filter(|e| e.outputs.iter().all(|o| store.has_blob(&o.sha256))))
+    Ok(entry.filter(|e| e.outputs.iter().all(|o| store.has_blob(&o.blob.sha256))))
 }
 
 /// Explains a miss by comparing with the last build of the same recipe.
@@ -477,8 +476,8 @@ pub fn export(store: &Store, reports: &[BuildReport], dir: &Path) -> Result<()> 
     for r in reports {
         for o in &r.outputs {
             store.export_blob(
-                &o.sha256,
-                &dir.join(&r.recipe).join(&o.name),
+                &o.blob.sha256,
+                &dir.join(&r.recipe).join(&o.blob.name),
                 Some(o.mode()),
             )?;
         }
@@ -491,16 +490,18 @@ pub fn export(store: &Store, reports: &[BuildReport], dir: &Path) -> Result<()> 
 fn record_latest(store: &Store, entry: &ActionEntry) -> Result<()> {
     let provenance = store.put_bytes(&serde_json::to_vec_pretty(entry)?)?.digest;
     store.record_latest(&Produced {
-        kind: "build".into(),
+        kind: Kind::Build,
         name: entry.recipe.clone(),
         files: entry
             .outputs
             .iter()
             .map(|o| ProducedFile {
-                name: format!("{}/{}", entry.recipe, o.name),
-                sha256: o.sha256,
-                size: o.size,
-                media_type: media_type(&o.name).into(),
+                blob: Named {
+                    name: format!("{}/{}", entry.recipe, o.blob.name),
+                    sha256: o.blob.sha256,
+                    size: o.blob.size,
+                },
+                media_type: media_type(&o.blob.name).into(),
             })
             .collect(),
         provenance,
@@ -547,13 +548,13 @@ fn compare(
 ) -> Result<()> {
     let mut diffs = Vec::new();
     for new in rebuilt {
-        match reference.iter().find(|o| o.name == new.name) {
-            Some(old) if old.sha256 == new.sha256 => {}
+        match reference.iter().find(|o| o.blob.name == new.blob.name) {
+            Some(old) if old.blob.sha256 == new.blob.sha256 => {}
             Some(old) => diffs.push(format!(
                 "  {}: {} before, {} rebuilt",
-                new.name, old.sha256, new.sha256
+                new.blob.name, old.blob.sha256, new.blob.sha256
             )),
-            None => diffs.push(format!("  {}: not in {against}", new.name)),
+            None => diffs.push(format!("  {}: not in {against}", new.blob.name)),
         }
     }
     if !diffs.is_empty() {

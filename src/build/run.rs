@@ -15,6 +15,7 @@ use super::toolchain::Toolchain;
 use super::{
     ActionEntry, Artifact, DEFAULT_STEP_TIMEOUT, Prepared, Provenance, SCHEMA, Settings, elapsed,
 };
+use crate::base::Named;
 use crate::base::executor::StepCommand;
 use crate::base::process;
 use crate::recipe::{Step, expand};
@@ -282,9 +283,11 @@ impl Run<'_> {
                 .put_reader(std::io::BufReader::with_capacity(1 << 20, f))
                 .with_context(|| format!("recipe {name}: storing output `{o}`"))?;
             outputs.push(Artifact {
-                name: o.clone(),
-                sha256: stored.digest,
-                size: stored.size,
+                blob: Named {
+                    name: o.clone(),
+                    sha256: stored.digest,
+                    size: stored.size,
+                },
                 executable,
             });
         }

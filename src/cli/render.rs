@@ -31,7 +31,11 @@ pub fn builds(w: &mut dyn Write, reports: &Vec<BuildReport>) -> Result<()> {
             &r.action_key[..16]
         )?;
         for o in &r.outputs {
-            writeln!(w, "  {:<40} {}  {} bytes", o.name, o.sha256, o.size)?;
+            writeln!(
+                w,
+                "  {:<40} {}  {} bytes",
+                o.blob.name, o.blob.sha256, o.blob.size
+            )?;
         }
     }
     Ok(())
@@ -64,7 +68,11 @@ pub fn embed(w: &mut dyn Write, r: &EmbedReport) -> Result<()> {
     )?;
     for o in &r.outputs {
         let how = if o.patched { "patched" } else { "unchanged" };
-        writeln!(w, "  {:<40} {}  {} bytes  {how}", o.name, o.sha256, o.size)?;
+        writeln!(
+            w,
+            "  {:<40} {}  {} bytes  {how}",
+            o.blob.name, o.blob.sha256, o.blob.size
+        )?;
     }
     Ok(())
 }

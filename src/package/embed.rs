@@ -7,11 +7,11 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::{patch, template, zinfo};
-use crate::base::Digest;
+use crate::base::{Digest, Named};
 use crate::build::{self, Artifact, Request, Settings};
 use crate::recipe::placeholder::Repack;
 use crate::recipe::{LoadedRecipe, Placeholder, ScriptKind};
-use crate::store::Store;
+use crate::store::{Kind, Store};
 
 /// Outputs larger than this are not scanned for a placeholder: boot loaders are small.
 const MAX_PATCHABLE: u64 = 64 << 20;
@@ -22,9 +22,8 @@ const EMBED_SCHEMA: u32 = 1;
 /// One output after `embed`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EmbeddedArtifact {
-    pub name: String,
-    pub sha256: Digest,
-    pub size: u64,
+    #[serde(flatten)]
+    pub blob: Named,
     /// False when the output held no placeholder and is passed on unchanged.
     pub patched: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -35,7 +34,7 @@ pub struct EmbeddedArtifact {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EmbedReport {
     pub schema: u32,
-    pub kind: String,
+    pub kind: Kind,
     pub key: String,
     pub recipe: String,
     /// The build whose outputs were patched.
@@ -99,7 +98,7 @@ pub fn embed(
     let finished = || -> Result<Option<EmbedReport>> {
         Ok(store
             .read_json::<EmbedReport>(&entry_path)?
-            .filter(|done| done.outputs.iter().all(|o| store.has_blob(&o.sha256)))
+            .filter(|done| done.outputs.iter().all(|o| store.has_blob(&o.blob.sha256)))
             .map(|mut done| {
                 done.cached = true;
                 done.build_cached = built.cached;
@@ -127,7 +126,7 @@ pub fn embed(
     let (outputs, repacks) = patcher.run()?;
     let report = EmbedReport {
         schema: EMBED_SCHEMA,
-        kind: "embed".into(),
+        kind: Kind::Embed,
         key,
         recipe: recipe.name.clone(),
         build_action: built.action_key,
@@ -149,8 +148,8 @@ pub fn export_embedded(store: &Store, report: &EmbedReport, dir: &Path) -> Resul
     for o in &report.outputs {
         let mode = if o.executable { 0o755 } else { 0o644 };
         store.export_blob(
-            &o.sha256,
-            &dir.join(&report.recipe).join(&o.name),
+            &o.blob.sha256,
+            &dir.join(&report.recipe).join(&o.blob.name),
             Some(mode),
         )?;
     }
@@ -194,19 +193,22 @@ impl Patcher<'_> {
         let mut outputs = Vec::new();
         for o in self.built {
             let mut out = EmbeddedArtifact {
-                name: o.name.clone(),
-                sha256: o.sha256,
-                size: o.size,
+                blob: Named {
+                    name: o.blob.name.clone(),
+                    sha256: o.blob.sha256,
+                    size: o.blob.size,
+                },
                 patched: false,
                 executable: o.executable,
             };
-            if o.size <= MAX_PATCHABLE {
-                let data = self.store().read_blob(&o.sha256)?;
-                let patched = patch::patch(&data, &ph, self.script)
-                    .with_context(|| format!("recipe {}: patching {}", self.recipe.name, o.name))?;
+            if o.blob.size <= MAX_PATCHABLE {
+                let data = self.store().read_blob(&o.blob.sha256)?;
+                let patched = patch::patch(&data, &ph, self.script).with_context(|| {
+                    format!("recipe {}: patching {}", self.recipe.name, o.blob.name)
+                })?;
                 if let Some(bytes) = patched {
                     let s = self.store().put_bytes(&bytes)?;
-                    (out.sha256, out.size, out.patched) = (s.digest, s.size, true);
+                    (out.blob.sha256, out.blob.size, out.patched) = (s.digest, s.size, true);
                 }
             }
             outputs.push(out);
@@ -222,9 +224,10 @@ impl Patcher<'_> {
             started += u32::from(self.settings.executor.kind.is_container());
             let slot = outputs
                 .iter_mut()
-                .find(|o| o.name == rp.output)
+                .find(|o| o.blob.name == rp.output)
                 .expect("validated: repack output is an output");
-            (slot.sha256, slot.size, slot.patched) = (repacked.digest, repacked.size, true);
+            (slot.blob.sha256, slot.blob.size, slot.patched) =
+                (repacked.digest, repacked.size, true);
         }
         if !outputs.iter().any(|o| o.patched) {
             bail!(
@@ -239,7 +242,7 @@ impl Patcher<'_> {
     fn repack(&self, rp: &Repack, outputs: &[EmbeddedArtifact]) -> Result<crate::store::Stored> {
         let source = outputs
             .iter()
-            .find(|o| o.name == rp.patch)
+            .find(|o| o.blob.name == rp.patch)
             .expect("validated: patch is an output");
         if !source.patched {
             bail!("{} holds no placeholder to patch", rp.patch);
@@ -249,25 +252,25 @@ impl Patcher<'_> {
         // record type this reader does not know is left to the build's own zbin.)
         for o in outputs
             .iter()
-            .filter(|o| o.name.ends_with(".zinfo") && rp.run.contains(&o.name))
+            .filter(|o| o.blob.name.ends_with(".zinfo") && rp.run.contains(&o.blob.name))
         {
-            match zinfo::parse(&store.read_blob(&o.sha256)?) {
+            match zinfo::parse(&store.read_blob(&o.blob.sha256)?) {
                 Ok(_) | Err(zinfo::ZinfoError::Unknown { .. }) => {}
-                Err(e) => bail!("{}: {e}", o.name),
+                Err(e) => bail!("{}: {e}", o.blob.name),
             }
         }
         let work = store.temp_dir("repack-")?;
         let tree = work.path().join("tree");
         for o in outputs
             .iter()
-            .filter(|o| o.name == rp.patch || rp.run.contains(&o.name))
+            .filter(|o| o.blob.name == rp.patch || rp.run.contains(&o.blob.name))
         {
-            let mode = if rp.run.first() == Some(&o.name) {
+            let mode = if rp.run.first() == Some(&o.blob.name) {
                 0o755
             } else {
                 0o644
             };
-            store.export_blob(&o.sha256, &tree.join(&o.name), Some(mode))?;
+            store.export_blob(&o.blob.sha256, &tree.join(&o.blob.name), Some(mode))?;
         }
         let stdout = build::run_tool(self.settings, self.recipe, &tree, &rp.run)?;
         if stdout.is_empty() {

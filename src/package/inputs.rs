@@ -163,7 +163,7 @@ impl<'a> Inputs<'a> {
                     let outputs = r
                         .outputs
                         .iter()
-                        .map(|o| (o.name.clone(), o.sha256, o.size, o.patched));
+                        .map(|o| (o.blob.name.clone(), o.blob.sha256, o.blob.size, o.patched));
                     (input, outputs.map(to_file).collect(), r.source_date_epoch)
                 } else {
                     let b = build::build(self.settings, &recipe, &Request::default())?;
@@ -177,7 +177,7 @@ impl<'a> Inputs<'a> {
                     let outputs = b
                         .outputs
                         .iter()
-                        .map(|o| (o.name.clone(), o.sha256, o.size, false));
+                        .map(|o| (o.blob.name.clone(), o.blob.sha256, o.blob.size, false));
                     (input, outputs.map(to_file).collect(), b.source_date_epoch)
                 };
             let resolved = Resolved {

@@ -15,9 +15,9 @@ use super::iso::{IsoSpec, write_iso};
 use super::profile::LoadedProfile;
 use super::rpi::write_rpi_img;
 use super::usb::{UsbSpec, write_usb_img};
-use crate::base::Digest;
+use crate::base::{Digest, Named};
 use crate::build::Settings;
-use crate::store::{Produced, ProducedFile, Store, Stored, layout};
+use crate::store::{Kind, Produced, ProducedFile, Store, Stored, layout};
 
 /// Bumped when the layout or encoding of a medium changes.
 const PACKAGE_SCHEMA: u32 = 1;
@@ -89,7 +89,7 @@ pub struct Manifest {
 /// The result of `bootforge package`, also recorded as `actions/<key>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PackageReport {
-    pub kind: String,
+    pub kind: Kind,
     pub key: String,
     pub target: Target,
     pub name: String,
@@ -297,7 +297,7 @@ fn write_medium(
     };
     let manifest_blob = store.put_bytes(&serde_json::to_vec_pretty(&outer)?)?.digest;
     Ok(PackageReport {
-        kind: "package".into(),
+        kind: Kind::Package,
         key: key.to_owned(),
         target,
         name: target.file_name().into(),
@@ -354,12 +354,14 @@ fn write_iso_medium(
 /// Notes `report` as what its target last produced, for `publish`.
 fn record_latest(store: &Store, report: &PackageReport, epoch: i64) -> Result<()> {
     store.record_latest(&Produced {
-        kind: "package".into(),
+        kind: Kind::Package,
         name: report.target.name().into(),
         files: vec![ProducedFile {
-            name: report.name.clone(),
-            sha256: report.sha256,
-            size: report.size,
+            blob: Named {
+                name: report.name.clone(),
+                sha256: report.sha256,
+                size: report.size,
+            },
             media_type: report.media_type.clone(),
         }],
         provenance: report.manifest,

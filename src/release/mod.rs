@@ -19,7 +19,7 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::base::Digest;
-use crate::store::Produced;
+use crate::store::{Kind, Produced};
 
 /// Bumped when the release manifest or channel format changes.
 pub const SCHEMA: u32 = 1;
@@ -45,7 +45,7 @@ pub struct Artifact {
     pub size: u64,
     pub media_type: String,
     /// `build` or `package`.
-    pub kind: String,
+    pub kind: Kind,
     /// The recipe or package target that made it (`ipxe`, `rpi-img`).
     pub from: String,
     /// A JSON blob saying how it was made: the action entry or the package manifest.
@@ -77,11 +77,11 @@ impl Release {
             .iter()
             .flat_map(|p| {
                 p.files.iter().map(|f| Artifact {
-                    name: f.name.clone(),
-                    sha256: f.sha256,
-                    size: f.size,
+                    name: f.blob.name.clone(),
+                    sha256: f.blob.sha256,
+                    size: f.blob.size,
                     media_type: f.media_type.clone(),
-                    kind: p.kind.clone(),
+                    kind: p.kind,
                     from: p.name.clone(),
                     provenance: p.provenance,
                     source_date_epoch: p.source_date_epoch,
@@ -151,11 +151,8 @@ impl Release {
             if !names.insert(a.name.as_str()) {
                 return Err(bad("listed twice".into()));
             }
-            if a.kind != "build" && a.kind != "package" {
-                return Err(bad(format!(
-                    "kind {} is neither build nor package",
-                    shown(&a.kind)
-                )));
+            if a.kind == Kind::Embed {
+                return Err(bad(format!("kind {} is neither build nor package", a.kind)));
             }
             check_label("from", &a.from).map_err(bad)?;
             check_label("media_type", &a.media_type).map_err(bad)?;
@@ -177,7 +174,7 @@ impl Release {
             .or_else(|| {
                 self.artifacts
                     .iter()
-                    .find(|a| a.kind == "package" && a.from == what)
+                    .find(|a| a.kind == Kind::Package && a.from == what)
             })
             .or_else(|| {
                 self.artifacts
@@ -284,16 +281,19 @@ pub fn check_channel(name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::Named;
     use crate::store::ProducedFile;
 
-    fn produced(kind: &str, name: &str, file: &str) -> Produced {
+    fn produced(kind: Kind, name: &str, file: &str) -> Produced {
         Produced {
-            kind: kind.into(),
+            kind,
             name: name.into(),
             files: vec![ProducedFile {
-                name: file.into(),
-                sha256: Digest::of(file.as_bytes()),
-                size: 1,
+                blob: Named {
+                    name: file.into(),
+                    sha256: Digest::of(file.as_bytes()),
+                    size: 1,
+                },
                 media_type: "application/octet-stream".into(),
             }],
             provenance: Digest::of(b"p"),
@@ -304,8 +304,8 @@ mod tests {
     #[test]
     fn same_inputs_same_manifest_and_lookup_by_target() {
         let a = [
-            produced("package", "rpi-img", "bootforge-rpi4.img"),
-            produced("build", "ipxe", "ipxe/ipxe.efi"),
+            produced(Kind::Package, "rpi-img", "bootforge-rpi4.img"),
+            produced(Kind::Build, "ipxe", "ipxe/ipxe.efi"),
         ];
         let mut b = a.clone();
         b.reverse();

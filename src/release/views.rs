@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use super::{Channel, Release};
-use crate::store::layout;
+use crate::store::{Kind, layout};
 
 /// A channel with the release it points to.
 pub struct ChannelState {
@@ -81,7 +81,7 @@ pub fn os_list(channels: &[ChannelState], base_url: &str) -> Result<Vec<u8>> {
             c.release
                 .artifacts
                 .iter()
-                .filter(|a| a.kind == "package" && a.from == "rpi-img")
+                .filter(|a| a.kind == Kind::Package && a.from == "rpi-img")
                 .map(move |a| {
                     json!({
                         "name": format!("bootforge network boot ({})", c.channel.channel),

@@ -6,14 +6,13 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::Store;
-use crate::base::Digest;
+use crate::base::{Digest, Named};
 
 /// One file a build or package produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProducedFile {
-    pub name: String,
-    pub sha256: Digest,
-    pub size: u64,
+    #[serde(flatten)]
+    pub blob: Named,
     pub media_type: String,
 }
 
@@ -21,7 +20,7 @@ pub struct ProducedFile {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Produced {
     /// `build` or `package`.
-    pub kind: String,
+    pub kind: super::Kind,
     /// The recipe or the target.
     pub name: String,
     pub files: Vec<ProducedFile>,
@@ -33,7 +32,7 @@ pub struct Produced {
 impl Store {
     /// Records `p` as the latest result of its kind and name (replacing the previous one).
     pub fn record_latest(&self, p: &Produced) -> Result<()> {
-        let rel = format!("latest/{}-{}.json", p.kind, p.name);
+        let rel = super::layout::latest(p.kind.as_str(), &p.name);
         if self.read_json::<Produced>(&rel).ok().flatten().as_ref() == Some(p) {
             return Ok(());
         }
@@ -58,7 +57,7 @@ impl Store {
                 out.push(p?);
             }
         }
-        out.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+        out.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
         Ok(out)
     }
 }

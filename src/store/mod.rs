@@ -23,6 +23,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use anyhow::Result;
+use serde::{Deserialize, Serialize};
 
 use crate::base::progress::Progress;
 use crate::base::{Digest, Hasher, HashingWriter};
@@ -35,6 +36,32 @@ pub use maintenance::{BlobInfo, GcReport, VerifyReport};
 /// store. Anyone who can write to a bucket can forge these, so a reader never holds more
 /// than this in memory.
 pub const MAX_DOCUMENT: u64 = 16 << 20;
+
+/// What made an entry or an artifact: the three actions whose results the store records.
+/// (Serialised lowercase: `build`, `embed`, `package`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Build,
+    Embed,
+    Package,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Build => "build",
+            Kind::Embed => "embed",
+            Kind::Package => "package",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One object as listed.
 #[derive(Debug, Clone)]
