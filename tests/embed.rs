@@ -6,19 +6,10 @@ use std::fs;
 use crate::common::Env;
 use crate::common::boot::ovmf_pxe;
 use crate::common::http::HttpServer;
+use crate::common::media::chained;
 
 fn embed(env: &Env, recipe: &str, url: &str) -> serde_json::Value {
-    env.run(&[
-        "--json",
-        "embed",
-        recipe,
-        "--set",
-        &format!("chain_url={url}"),
-        "-o",
-        "out",
-    ])
-    .ok()
-    .json()
+    chained(env, &["embed", recipe], url)
 }
 
 #[test]

@@ -20,21 +20,22 @@ pub fn write_profile(env: &Env, name: &str, body: &str) -> String {
     path.to_str().unwrap().to_owned()
 }
 
+/// Runs `args` (an `embed` or `package` command) with `--set chain_url=URL -o out` and
+/// `--json`; it must succeed.
+pub fn chained(env: &Env, args: &[&str], url: &str) -> serde_json::Value {
+    let set = format!("chain_url={url}");
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--set", &set, "-o", "out"]);
+    env.run(&all).ok().json()
+}
+
 pub fn package(env: &Env, target: &str, profile: &str, url: &str) -> serde_json::Value {
-    env.run(&[
-        "--json",
-        "package",
-        "--target",
-        target,
-        "--profile",
-        profile,
-        "--set",
-        &format!("chain_url={url}"),
-        "-o",
-        "out",
-    ])
-    .ok()
-    .json()
+    chained(
+        env,
+        &["package", "--target", target, "--profile", profile],
+        url,
+    )
 }
 
 pub fn run_tool(dir: &Path, program: &str, args: &[&str]) -> Run {
