@@ -1,5 +1,6 @@
 //! Running one step: its own process group, stdout and stderr merged into the build log,
-//! a heartbeat on stderr while it runs, and the whole tree killed on timeout.
+//! a heartbeat on stderr while it runs, and the whole tree killed on timeout. Worth copying:
+//! a child that can spawn children gets its own process group, so a kill reaches them all.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};

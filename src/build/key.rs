@@ -1,5 +1,7 @@
 //! Action keys: the sha256 of a canonical encoding of everything that can change a build's
 //! output. Equal keys mean the recorded outputs are reused without running anything.
+//! Worth copying: one serialisable struct of inputs, a schema number, a diff that says what
+//! changed, and a test that changes every input once.
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,7 @@
 //! Is a flash target in use? Mounted (directly, through a partition, or through a device
 //! stacked on it), swapped on, holding the running system, or the backing file of a mounted
-//! loop device: read from `/proc/self/mountinfo`, `/proc/swaps` and sysfs.
+//! loop device: read from `/proc/self/mountinfo`, `/proc/swaps` and sysfs. Worth copying:
+//! every way a device can be busy is refused, each with what holds it.
 
 use std::fmt;
 use std::fs;

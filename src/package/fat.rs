@@ -211,6 +211,8 @@ fn fixed_clock(time: DateTime) -> &'static FixedClock {
     clock
 }
 
+// Worth copying: these tests check what we write with the tools people use to read it
+// (`fsck.fat`, mtools), never with our own reader.
 #[cfg(test)]
 mod tests {
     use super::*;

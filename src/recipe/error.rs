@@ -1,4 +1,5 @@
-//! Errors that point into a YAML file: file, line, column and the field path.
+//! Errors that point into a YAML file: file, line, column and the field path. Worth copying
+//! for any new input format: a user should never have to search for what a message means.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
