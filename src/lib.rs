@@ -10,7 +10,7 @@
 //!                                              flash  images to devices
 //!   store                                           one Storage interface: local, S3, HTTPS
 //!   base                                            digests and verifying I/O, progress,
-//!                                                   processes and container executors
+//!                                                   processes, container executors, signatures
 //! ```
 //!
 //! - [`base`] uses nothing of bootforge; every other module may use it.
@@ -22,7 +22,7 @@
 //!   runs steps in pinned toolchains (uses `recipe`, `source`, `store`); [`package`] writes
 //!   chainload scripts into built binaries and assembles media, asking `build` only for
 //!   outputs (`build::build`, `build::run_tool`).
-//! - [`release`] is the release format (manifests, channels, views, signatures) and its
+//! - [`release`] is the release format (manifests, channels, views) and its
 //!   readers, over `store`; [`publish`] writes releases and [`fetch`] reads them, neither
 //!   using the other. [`flash`] writes an image to a device.
 //! - [`config`] resolves flags, environment and file into settings; [`cli`] parses,

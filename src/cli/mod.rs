@@ -13,6 +13,7 @@ use anyhow::{Result, bail};
 use clap::Parser;
 use serde::Serialize;
 
+use crate::base::sign::{self, Signer};
 use crate::build::{self, Request, Settings};
 use crate::config::{Config, ConfigFile, Flags};
 use crate::fetch;
@@ -21,7 +22,6 @@ use crate::package;
 use crate::publish;
 use crate::recipe::toolchain::LoadedSpec;
 use crate::recipe::{self, LoadedRecipe};
-use crate::release::sign::{self, Signer};
 use crate::store::{self, Access, Location, Store};
 pub use args::Cli;
 use args::{CacheCommand, Command, Global, Selection, ToolchainCommand};

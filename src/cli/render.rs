@@ -245,7 +245,7 @@ fn objects(w: &mut dyn Write, title: &str, items: &Option<Vec<ObjectListing>>) -
     Ok(())
 }
 
-pub fn keygen(w: &mut dyn Write, k: &crate::release::sign::KeyPair) -> Result<()> {
+pub fn keygen(w: &mut dyn Write, k: &crate::base::sign::KeyPair) -> Result<()> {
     writeln!(
         w,
         "secret key: {} (keep it secret; mode 0600)",

@@ -15,8 +15,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 
 use crate::base::progress::{Counted, Progress};
+use crate::base::sign::Verifier;
 use crate::base::{Digest, hash_reader};
-use crate::release::sign::Verifier;
 use crate::release::{self, Artifact};
 use crate::store::{self, Storage, layout};
 pub use ls::{ChannelListing, Listing, ObjectListing, ls};

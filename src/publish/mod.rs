@@ -15,7 +15,7 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::base::Digest;
-use crate::release::sign::Signer;
+use crate::base::sign::Signer;
 use crate::release::views::{self, ChannelState};
 use crate::release::{self, Channel, Release, check_channel};
 use crate::store::{Location, ObjectKind, Storage, Store, layout};

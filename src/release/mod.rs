@@ -1,6 +1,6 @@
 //! The release format, shared by `publish` (which writes it) and `fetch` (which reads it):
 //! the release manifest (one publish's set of artifacts, content-addressed), channel
-//! pointers, the views made from them ([`views`]) and their signatures ([`sign`]).
+//! pointers and the views made from them ([`views`]); their signatures are `base::sign`'s.
 //!
 //! ```text
 //! blobs/sha256/<hex>              artifacts and provenance documents, immutable
@@ -10,7 +10,6 @@
 //! ```
 
 mod read;
-pub mod sign;
 pub mod views;
 
 pub use read::{channel_names, index_channels, read_channel, sums_lines};
