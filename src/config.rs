@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::base::executor::{Executor, ExecutorKind};
 use crate::recipe::parse_yaml;
 use crate::source::Mirrors;
-use crate::store::Remote;
+use crate::store::{Location, Remote};
 
 /// The config file name looked for in the current directory.
 pub const CONFIG_FILE: &str = "bootforge.yaml";
@@ -30,6 +30,8 @@ pub struct ConfigFile {
     /// Extra `podman run`/`docker run` arguments.
     #[serde(default)]
     pub container_args: Vec<String>,
+    /// The shared store, as `--remote` takes it.
+    pub remote: Option<String>,
 }
 
 impl ConfigFile {
@@ -62,6 +64,8 @@ pub struct Flags {
     pub jobs: Option<usize>,
     /// Requests in flight at once against a bucket (`publish --parallel`).
     pub parallel: Option<usize>,
+    /// `--remote` (or `BOOTFORGE_REMOTE`).
+    pub shared: Option<Location>,
 }
 
 /// Everything a stage may be told, resolved.
@@ -75,6 +79,8 @@ pub struct Config {
     pub jobs: usize,
     /// How buckets are reached.
     pub remote: Remote,
+    /// The store other machines share, if any.
+    pub shared: Option<Location>,
     /// The password of an encrypted signing key (`BOOTFORGE_KEY_PASSWORD`).
     pub key_password: Option<String>,
     /// The Debian mirror debootstrap uses for toolchains (`BOOTFORGE_DEBIAN_MIRROR`).
@@ -145,6 +151,11 @@ impl Config {
                 sdk_retries: var(env::AWS_MAX_ATTEMPTS).is_some(),
                 parallel: flags.parallel.unwrap_or(8),
             },
+            shared: match (&flags.shared, &file.remote) {
+                (Some(l), _) => Some(l.clone()),
+                (None, Some(s)) => Some(Location::parse(s).context("bootforge.yaml: remote")?),
+                (None, None) => None,
+            },
             key_password: var(env::KEY_PASSWORD),
             debian_mirror: var(env::DEBIAN_MIRROR),
         })
@@ -177,7 +188,7 @@ mod tests {
         ConfigFile::parse(
             Path::new("bootforge.yaml"),
             "store: /from/file\nexecutor: docker\nrecipes: file-recipes\n\
-             mirrors:\n  https://a/: /file/a/\ncontainer_args: [--from-file]\n",
+             mirrors:\n  https://a/: /file/a/\ncontainer_args: [--from-file]\nremote: /file/shared\n",
         )
         .unwrap()
     }
@@ -225,6 +236,7 @@ mod tests {
             recipes: Some("flag-recipes".into()),
             jobs: Some(3),
             parallel: Some(2),
+            shared: Some(Location::local("/flag/shared")),
         };
         let from_flags = Config::resolve(&flags, vars(&[]), &file()).unwrap();
         assert_eq!(from_flags.store, PathBuf::from("/from/flag"));
@@ -233,6 +245,8 @@ mod tests {
         assert_eq!(from_flags.jobs, 3);
         assert_eq!(from_flags.mirrors.apply("https://a/x"), "/flag/a/x");
         assert_eq!(from_flags.remote.parallel, 2);
+        assert_eq!(from_flags.shared, Some(Location::local("/flag/shared")));
+        assert_eq!(from_file.shared, Some(Location::local("/file/shared")));
     }
 
     #[test]

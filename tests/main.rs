@@ -12,3 +12,4 @@ mod flash;
 mod package;
 mod publish;
 mod reliability;
+mod shared;

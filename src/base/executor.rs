@@ -151,16 +151,20 @@ impl Executor {
         }
     }
 
-    /// Makes sure `image` exists locally, importing `rootfs` (a tarball) under that name if not.
-    pub fn ensure_image(&self, image: &str, rootfs: &Path) -> Result<()> {
-        let bin = self.kind.name();
-        let exists = Command::new(bin)
+    /// Whether the engine has `image` already.
+    pub fn has_image(&self, image: &str) -> bool {
+        Command::new(self.kind.name())
             .args(["image", "inspect", image])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .is_ok_and(|s| s.success());
-        if exists {
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Makes sure `image` exists locally, importing `rootfs` (a tarball) under that name if not.
+    pub fn ensure_image(&self, image: &str, rootfs: &Path) -> Result<()> {
+        let bin = self.kind.name();
+        if self.has_image(image) {
             return Ok(());
         }
         eprintln!("importing toolchain image {image}");

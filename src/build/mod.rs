@@ -8,6 +8,7 @@ pub mod toolchain;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -19,7 +20,7 @@ pub use crate::base::progress::elapsed;
 use crate::base::{Digest, Named};
 use crate::recipe::LoadedRecipe;
 use crate::source::{self, Mirrors, SourceIdentity};
-use crate::store::{Kind, Produced, ProducedFile, Store};
+use crate::store::{Entry, Kind, Origin, Produced, ProducedFile, Shared, Store, layout};
 pub use key::{KeyInputs, SCHEMA};
 use run::Run;
 use toolchain::{Toolchain, Unresolved};
@@ -37,6 +38,8 @@ pub struct Settings {
     pub jobs: usize,
     /// The Debian mirror toolchains are debootstrapped from (debootstrap's own when `None`).
     pub debian_mirror: Option<String>,
+    /// The store other machines share, looked in after the local one and pushed to.
+    pub shared: Option<Arc<Shared>>,
 }
 
 /// What the user asked of one recipe.
@@ -100,6 +103,14 @@ pub struct ActionEntry {
     pub provenance: Provenance,
 }
 
+impl Entry for ActionEntry {
+    fn blobs(&self) -> Vec<Digest> {
+        let mut v: Vec<Digest> = self.outputs.iter().map(|o| o.blob.sha256).collect();
+        v.push(self.log);
+        v
+    }
+}
+
 /// The result of building one recipe, as printed.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildReport {
@@ -107,6 +118,8 @@ pub struct BuildReport {
     pub action_key: String,
     /// True when the outputs came from the action cache and nothing ran.
     pub cached: bool,
+    /// Where they came from: this machine's store, the shared one, or a build here.
+    pub origin: Origin,
     pub containers_started: u32,
     pub duration_ms: u64,
     pub outputs: Vec<Artifact>,
@@ -125,6 +138,9 @@ pub struct PlanReport {
     /// Absent when it cannot be known yet (the toolchain must be built first).
     pub action_key: Option<String>,
     pub cached: bool,
+    /// Where the hit is: this machine's store or the shared one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub found: Option<Origin>,
     pub reasons: Vec<String>,
     pub inputs: Option<KeyInputs>,
 }
@@ -244,7 +260,7 @@ impl Prepared<'_> {
 
 /// Reads a cached entry whose outputs are all still present.
 fn cached_entry(store: &Store, key: &str) -> Result<Option<ActionEntry>> {
-    let entry: Option<ActionEntry> = store.read_json(&format!("actions/{key}.json"))?;
+    let entry: Option<ActionEntry> = store.read_json(&layout::action(key))?;
     Ok(entry.filter(|e| e.outputs.iter().all(|o| store.has_blob(&o.blob.sha256))))
 }
 
@@ -283,13 +299,14 @@ fn miss_reasons(store: &Store, recipe: &str, inputs: &KeyInputs, key: &str) -> R
 /// Says what `build` would do, running nothing.
 pub fn plan(settings: &Settings, recipe: &LoadedRecipe, req: &Request) -> Result<PlanReport> {
     let prepared = prepare(recipe, req)?;
-    let toolchain = match toolchain::resolve(recipe, &settings.store, &settings.executor)? {
+    let toolchain = match toolchain::resolve_shared(recipe, settings)? {
         Ok(t) => t,
         Err(Unresolved::NeedsBuild(spec, why)) => {
             return Ok(PlanReport {
                 recipe: recipe.name.clone(),
                 action_key: None,
                 cached: false,
+                found: None,
                 reasons: vec![format!(
                     "toolchain `{}` must be built first ({why})",
                     spec.name
@@ -300,8 +317,18 @@ pub fn plan(settings: &Settings, recipe: &LoadedRecipe, req: &Request) -> Result
     };
     let inputs = prepared.key_inputs(&toolchain);
     let key = inputs.key();
-    let hit = cached_entry(&settings.store, &key)?.is_some();
-    let reasons = if hit {
+    let found = if cached_entry(&settings.store, &key)?.is_some() {
+        Some(Origin::Local)
+    } else {
+        match &settings.shared {
+            Some(shared) => {
+                let there = shared.storage().head(&layout::action(&key));
+                shared.tolerate(there, None)?.map(|_| Origin::Remote)
+            }
+            None => None,
+        }
+    };
+    let reasons = if found.is_some() {
         vec![]
     } else {
         miss_reasons(&settings.store, &recipe.name, &inputs, &key)?
@@ -309,50 +336,70 @@ pub fn plan(settings: &Settings, recipe: &LoadedRecipe, req: &Request) -> Result
     Ok(PlanReport {
         recipe: recipe.name.clone(),
         action_key: Some(key),
-        cached: hit,
+        cached: found.is_some(),
+        found,
         reasons,
         inputs: Some(inputs),
     })
 }
 
-/// Builds one recipe, or takes its outputs from the action cache.
+impl Settings {
+    /// The entry recorded for action `key` (`actions/<key>.json`: a build's, an embed's or a
+    /// package's): this machine's when every blob it names is here, else the shared store's,
+    /// pulled with its blobs (and then recorded here too).
+    pub fn recorded<T: Entry>(&self, key: &str) -> Result<Option<(T, Origin)>> {
+        let path = layout::action(key);
+        if let Some(e) = self.store.read_json::<T>(&path)?
+            && e.blobs().iter().all(|d| self.store.has_blob(d))
+        {
+            return Ok(Some((e, Origin::Local)));
+        }
+        let Some(shared) = &self.shared else {
+            return Ok(None);
+        };
+        let pulled = shared.pull::<T>(&self.store, &path, key);
+        Ok(shared.tolerate(pulled, None)?.map(|e| (e, Origin::Remote)))
+    }
+
+    /// Makes the entry recorded here for `key` available to other machines: its blobs,
+    /// then the entry. Also for one this store had before it had a remote, so such a store
+    /// can seed one.
+    pub fn share<T: Entry>(&self, key: &str, entry: &T) -> Result<()> {
+        if let Some(shared) = &self.shared {
+            let pushed = shared.push(&self.store, &layout::action(key), key, entry);
+            shared.tolerate(pushed, ())?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds one recipe, or takes its outputs from the action cache (local, then shared).
 pub fn build(settings: &Settings, recipe: &LoadedRecipe, req: &Request) -> Result<BuildReport> {
     let start = Instant::now();
     let store = &settings.store;
     let prepared = prepare(recipe, req)?;
     let _store_lock = store.lock_shared()?;
-    let toolchain = match toolchain::resolve(recipe, store, &settings.executor)? {
-        Ok(t) => t,
-        Err(Unresolved::NeedsBuild(spec, why)) => {
-            eprintln!(
-                "[{}] building toolchain `{}` ({why})",
-                recipe.name, spec.name
-            );
-            Toolchain::Spec(toolchain::build(&spec, settings)?)
-        }
-    };
+    let toolchain = toolchain::resolve_or_build(recipe, settings)?;
     let inputs = prepared.key_inputs(&toolchain);
     let key = inputs.key();
 
     if !req.check
-        && let Some(entry) = cached_entry(store, &key)?
+        && let Some((entry, origin)) = settings.recorded(&key)?
     {
-        record_latest(store, &entry)?;
-        return Ok(report(entry, true, 0, start, None));
+        return reuse(settings, entry, origin, start);
     }
     let _action_lock = store.lock_named(&format!("action-{key}"))?;
     // Another process may have finished the same action while we waited for the lock.
-    let existing = cached_entry(store, &key)?;
+    let existing = settings.recorded(&key)?;
     if !req.check
-        && let Some(entry) = existing
+        && let Some((entry, origin)) = existing
     {
-        record_latest(store, &entry)?;
-        return Ok(report(entry, true, 0, start, None));
+        return reuse(settings, entry, origin, start);
     }
 
     if !matches!(toolchain, Toolchain::None) {
         settings.executor.check_available()?;
-        toolchain::ensure_image(&toolchain, store, &settings.executor)?;
+        toolchain::ensure_image(&toolchain, settings)?;
     }
     let fetched = source::fetch(recipe, store, &settings.mirrors)
         .with_context(|| format!("recipe {}: fetching its source", recipe.name))?;
@@ -368,7 +415,8 @@ pub fn build(settings: &Settings, recipe: &LoadedRecipe, req: &Request) -> Resul
 
     let checked_against = if req.check {
         let (reference, against) = match existing {
-            Some(e) => (e, "the cached build"),
+            Some((e, Origin::Remote)) => (e, "the shared store's build"),
+            Some((e, _)) => (e, "the cached build"),
             None => {
                 eprintln!(
                     "[{}] --check: building a second time to compare",
@@ -383,13 +431,35 @@ pub fn build(settings: &Settings, recipe: &LoadedRecipe, req: &Request) -> Resul
     } else {
         None
     };
-    store.write_json(&format!("actions/{key}.json"), &entry)?;
+    store.write_json(&layout::action(&key), &entry)?;
     store.write_json(
-        &format!("history/{}.json", recipe.name),
+        &layout::history(&recipe.name),
         &serde_json::json!({ "key": key }),
     )?;
     record_latest(store, &entry)?;
-    Ok(report(entry, false, started, start, checked_against))
+    settings.share(&key, &entry)?;
+    Ok(report(
+        entry,
+        Origin::Built,
+        started,
+        start,
+        checked_against,
+    ))
+}
+
+/// A recorded result, used as it is: noted as the recipe's latest, and shared if it was
+/// found here.
+fn reuse(
+    settings: &Settings,
+    entry: ActionEntry,
+    origin: Origin,
+    start: Instant,
+) -> Result<BuildReport> {
+    record_latest(&settings.store, &entry)?;
+    if origin == Origin::Local {
+        settings.share(&entry.key, &entry)?;
+    }
+    Ok(report(entry, origin, 0, start, None))
 }
 
 /// Builds independent recipes side by side, a thread each; reports come back in order, and
@@ -437,7 +507,7 @@ pub fn run_tool(
         Ok(t) => t,
         Err(_) => bail!("recipe {}: its toolchain is not built", recipe.name),
     };
-    toolchain::ensure_image(&toolchain, store, executor)?;
+    toolchain::ensure_image(&toolchain, settings)?;
     let env = [
         ("TZ".to_owned(), "UTC".to_owned()),
         ("LC_ALL".to_owned(), "C".to_owned()),
@@ -522,7 +592,7 @@ fn media_type(name: &str) -> &'static str {
 
 fn report(
     entry: ActionEntry,
-    cached: bool,
+    origin: Origin,
     containers_started: u32,
     start: Instant,
     checked_against: Option<String>,
@@ -530,7 +600,8 @@ fn report(
     BuildReport {
         recipe: entry.recipe,
         action_key: entry.key,
-        cached,
+        cached: origin != Origin::Built,
+        origin,
         containers_started,
         duration_ms: start.elapsed().as_millis() as u64,
         outputs: entry.outputs,

@@ -105,10 +105,96 @@ pub fn resolve(
     }
 }
 
-/// Makes sure a resolved toolchain's image exists in the engine.
-pub fn ensure_image(t: &Toolchain, store: &Store, executor: &Executor) -> Result<()> {
+/// The recipe's toolchain: this machine's record, else the shared store's record of the
+/// same spec (its rootfs is pulled only when something must run), else built here (and then
+/// shared).
+pub fn resolve_or_build(recipe: &LoadedRecipe, settings: &super::Settings) -> Result<Toolchain> {
+    let (spec, why) = match resolve_shared(recipe, settings)? {
+        Ok(t) => {
+            share(&t, settings)?;
+            return Ok(t);
+        }
+        Err(Unresolved::NeedsBuild(spec, why)) => (spec, why),
+    };
+    eprintln!(
+        "[{}] building toolchain `{}` ({why})",
+        recipe.name, spec.name
+    );
+    let toolchain = Toolchain::Spec(build(&spec, settings)?);
+    share(&toolchain, settings)?;
+    Ok(toolchain)
+}
+
+/// Puts a toolchain built here (its record and rootfs) where other machines find it, so
+/// they import the image instead of running debootstrap.
+fn share(t: &Toolchain, settings: &super::Settings) -> Result<()> {
+    if let (Toolchain::Spec(r), Some(shared)) = (t, &settings.shared)
+        && settings.store.has_blob(&r.rootfs)
+    {
+        let pushed =
+            shared.push_document(&settings.store, &layout::toolchain(&r.name), &[r.rootfs]);
+        shared.tolerate(pushed, ())?;
+    }
+    Ok(())
+}
+
+/// Like [`resolve`], but a spec never built here is also found in the shared store (its
+/// record, of the same spec; the rootfs stays there until something must run).
+pub fn resolve_shared(
+    recipe: &LoadedRecipe,
+    settings: &super::Settings,
+) -> Result<Result<Toolchain, Unresolved>> {
+    let store = &settings.store;
+    let (spec, why) = match resolve(recipe, store, &settings.executor)? {
+        Ok(t) => return Ok(Ok(t)),
+        Err(Unresolved::NeedsBuild(spec, why)) => (spec, why),
+    };
+    if let Some(shared) = &settings.shared {
+        let key = layout::toolchain(&spec.name);
+        let found = shared.tolerate(shared.storage().get(&key), None)?;
+        if let Some(record) = found.and_then(|b| serde_json::from_slice::<ToolchainRecord>(&b).ok())
+            && record.spec_sha256 == spec.digest.hex()
+        {
+            // Recorded here only once its rootfs is (in `ensure_image`): a record is a
+            // promise that its blob is in the store.
+            return Ok(Ok(Toolchain::Spec(record)));
+        }
+    }
+    Ok(Err(Unresolved::NeedsBuild(spec, why)))
+}
+
+/// Makes sure a resolved toolchain's image exists in the engine, importing its rootfs (from
+/// the shared store when this one lacks it: much faster than debootstrap).
+pub fn ensure_image(t: &Toolchain, settings: &super::Settings) -> Result<()> {
+    let store = &settings.store;
     if let Toolchain::Spec(r) = t {
-        executor.ensure_image(&r.image, &store.blob_path(&r.rootfs))?;
+        if settings.executor.has_image(&r.image) {
+            return Ok(());
+        }
+        if !store.has_blob(&r.rootfs)
+            && let Some(shared) = &settings.shared
+        {
+            let from = shared.storage();
+            let size = from.head(&layout::blob(&r.rootfs))?.with_context(|| {
+                format!(
+                    "toolchain {}: its rootfs {} is neither here nor in {}",
+                    r.name,
+                    r.rootfs,
+                    shared.location()
+                )
+            })?;
+            eprintln!(
+                "[toolchain {}] pulling rootfs {} from {}",
+                r.name,
+                r.rootfs,
+                shared.location()
+            );
+            store.pull_blob(from, &r.rootfs, size)?;
+            store.write_json(&layout::toolchain(&r.name), r)?;
+        }
+        settings
+            .executor
+            .ensure_image(&r.image, &store.blob_path(&r.rootfs))?;
     }
     Ok(())
 }

@@ -51,6 +51,25 @@ pub struct Global {
     /// Print machine-readable results on stdout (logs stay on stderr).
     #[arg(long, global = true)]
     pub json: bool,
+    /// A store other machines share (s3://BUCKET/PREFIX, https://HOST/PATH or a directory):
+    /// looked in after the local store, and what is built here is pushed to it.
+    #[arg(long, global = true, env = "BOOTFORGE_REMOTE", value_name = "URL", value_parser = Location::parse)]
+    pub remote: Option<Location>,
+    /// Take from the shared store, never push to it (always so for https://).
+    #[arg(long, global = true)]
+    pub remote_read_only: bool,
+    /// When the shared store cannot be reached, carry on with this machine's store (with a
+    /// warning) instead of failing.
+    #[arg(long, global = true)]
+    pub remote_optional: bool,
+    /// Use only shared action entries signed with this minisign public key; treat others
+    /// as misses.
+    #[arg(long, global = true, value_name = "PUB")]
+    pub remote_verify_key: Option<PathBuf>,
+    /// Sign with this minisign secret key: action entries pushed to the shared store, and a
+    /// publish's manifest and SHA256SUMS.
+    #[arg(long, global = true, env = "BOOTFORGE_SIGN_KEY", value_name = "KEY")]
+    pub sign: Option<PathBuf>,
 }
 
 /// The commands.
@@ -126,9 +145,6 @@ pub enum Command {
         /// Promote this manifest (sha256:<hex>, as `ls` shows) instead of publishing.
         #[arg(long, value_name = "DIGEST", value_parser = Digest::parse)]
         manifest: Option<Digest>,
-        /// Sign the manifest and SHA256SUMS with this minisign secret key.
-        #[arg(long, env = "BOOTFORGE_SIGN_KEY", value_name = "KEY")]
-        sign: Option<PathBuf>,
         /// Base URL anonymous readers reach the prefix at (for os_list.json) [default: derived
         /// from the endpoint].
         #[arg(long, value_name = "URL")]
@@ -184,8 +200,15 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct Selection {
     /// Recipe names (recipes/NAME.yaml) or paths to recipe files.
-    #[arg(required = true, value_name = "RECIPE")]
+    #[arg(required_unless_present = "all", value_name = "RECIPE")]
     pub recipes: Vec<String>,
+    /// Every recipe in the recipes directory.
+    #[arg(long, conflicts_with = "recipes")]
+    pub all: bool,
+    /// Only shard I of N (1-based): a fixed share of the recipes, so N machines each
+    /// running one shard build everything once.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<(usize, usize)>,
     /// Build only these outputs. Repeatable.
     #[arg(long = "target", value_name = "OUTPUT")]
     pub targets: Vec<String>,
@@ -221,4 +244,15 @@ pub enum CacheCommand {
     Verify,
     /// Remove blobs nothing refers to (recipe pins in the recipes directory count).
     Gc,
+}
+
+/// Parses `I/N` with 1 <= I <= N.
+fn parse_shard(s: &str) -> anyhow::Result<(usize, usize)> {
+    let parsed = s
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?)));
+    match parsed {
+        Some((i, n)) if (1..=n).contains(&i) => Ok((i, n)),
+        _ => anyhow::bail!("--shard `{s}`: expected I/N with 1 <= I <= N, e.g. 2/3"),
+    }
 }

@@ -8,12 +8,13 @@ mod render;
 use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use clap::Parser;
 use serde::Serialize;
 
-use crate::base::sign::{self, Signer};
+use crate::base::sign::{self, Signer, Verifier};
 use crate::build::{self, Request, Settings};
 use crate::config::{Config, ConfigFile, Flags};
 use crate::fetch;
@@ -22,7 +23,7 @@ use crate::package;
 use crate::publish;
 use crate::recipe::toolchain::LoadedSpec;
 use crate::recipe::{self, LoadedRecipe};
-use crate::store::{self, Access, Location, Store};
+use crate::store::{self, Access, Location, Shared, Store};
 pub use args::Cli;
 use args::{CacheCommand, Command, Global, Selection, ToolchainCommand};
 
@@ -84,6 +85,7 @@ fn config(g: &Global, parallel: Option<usize>) -> Result<Config> {
         recipes: g.recipes_dir.clone(),
         jobs: g.jobs,
         parallel,
+        shared: g.remote.clone(),
     };
     let file = ConfigFile::load(g.config.as_deref())?;
     Config::resolve(&flags, |k| std::env::var(k).ok(), &file)
@@ -98,6 +100,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         _ => None,
     };
     let config = config(&cli.global, parallel)?;
+    let keys = Keys {
+        sign: cli.global.sign.clone(),
+        verify: cli.global.remote_verify_key.clone(),
+        read_only: cli.global.remote_read_only,
+        optional: cli.global.remote_optional,
+    };
     // These open no local store, so they never create `./cache` in a stranger's directory.
     match cli.command {
         Command::Fetch {
@@ -127,18 +135,64 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Flash { image, device, yes } => {
             out.report(&flash::flash(&image, &device, yes)?, render::flash)?;
         }
-        command => return with_store(out, &config, command),
+        command => return with_store(out, &config, &keys, command),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn with_store(out: Output, config: &Config, command: Command) -> Result<ExitCode> {
+/// The shared-store and signing flags.
+struct Keys {
+    sign: Option<std::path::PathBuf>,
+    verify: Option<std::path::PathBuf>,
+    read_only: bool,
+    optional: bool,
+}
+
+/// The shared store, opened and checked reachable; an optional one that is not is left out
+/// with a warning.
+fn open_shared(config: &Config, keys: &Keys) -> Result<Option<Arc<Shared>>> {
+    let Some(location) = &config.shared else {
+        return Ok(None);
+    };
+    let access = if keys.read_only {
+        Access::Read
+    } else {
+        Access::Write
+    };
+    let remote = match store::open(location, &config.remote, access) {
+        Ok(r) => r,
+        Err(e) if keys.optional => {
+            eprintln!(
+                "warning: the shared store {location} cannot be reached ({e:#}); building with \
+                 this machine's store only (--remote-optional)"
+            );
+            return Ok(None);
+        }
+        Err(e) => return Err(e.context(format!("the shared store {location}"))),
+    };
+    let signer = keys
+        .sign
+        .as_deref()
+        .map(|k| Signer::load(k, config.key_password.as_deref()))
+        .transpose()?;
+    let verifier = keys.verify.as_deref().map(Verifier::load).transpose()?;
+    Ok(Some(Arc::new(Shared::new(
+        remote,
+        keys.read_only,
+        keys.optional,
+        signer,
+        verifier,
+    ))))
+}
+
+fn with_store(out: Output, config: &Config, keys: &Keys, command: Command) -> Result<ExitCode> {
     let settings = Settings {
         store: Store::open(&config.store)?,
         executor: config.executor.clone(),
         mirrors: config.mirrors.clone(),
         jobs: config.jobs,
         debian_mirror: config.debian_mirror.clone(),
+        shared: open_shared(config, keys)?,
     };
     let recipes = config.recipes.as_path();
     match command {
@@ -199,7 +253,9 @@ fn with_store(out: Output, config: &Config, command: Command) -> Result<ExitCode
             out.show(&built.record, &built, render::toolchain)?;
         }
         Command::Cache { command } => return cache(out, &settings.store, recipes, command),
-        publish @ Command::Publish { .. } => cmd_publish(out, &settings, config, publish)?,
+        publish @ Command::Publish { .. } => {
+            cmd_publish(out, &settings, config, keys.sign.as_deref(), publish)?
+        }
         Command::Fetch { .. }
         | Command::Ls { .. }
         | Command::Keygen { .. }
@@ -235,12 +291,17 @@ fn cmd_build(
     })
 }
 
-fn cmd_publish(out: Output, settings: &Settings, config: &Config, command: Command) -> Result<()> {
+fn cmd_publish(
+    out: Output,
+    settings: &Settings,
+    config: &Config,
+    sign: Option<&Path>,
+    command: Command,
+) -> Result<()> {
     let Command::Publish {
         to,
         channel,
         manifest,
-        sign,
         public_url,
         parallel,
     } = command
@@ -248,7 +309,6 @@ fn cmd_publish(out: Output, settings: &Settings, config: &Config, command: Comma
         unreachable!("called for publish only")
     };
     let signer = sign
-        .as_deref()
         .map(|k| Signer::load(k, config.key_password.as_deref()))
         .transpose()?;
     let to = open_for_publish(&to, config)?;
@@ -305,11 +365,19 @@ fn spec_path(recipes: &Path, name: &str) -> std::path::PathBuf {
 
 fn selection(recipes: &Path, sel: &Selection, check: bool) -> Result<(Vec<LoadedRecipe>, Request)> {
     let per_recipe = !sel.targets.is_empty() || sel.embed.is_some() || !sel.sets.is_empty();
-    if per_recipe && sel.recipes.len() > 1 {
+    if per_recipe && (sel.all || sel.recipes.len() > 1) {
         bail!("--target, --embed and --set apply to one recipe at a time; name a single recipe");
     }
-    let list = sel
-        .recipes
+    let names = if sel.all {
+        recipe::list_recipes(recipes)?
+    } else {
+        sel.recipes.clone()
+    };
+    let names = match sel.shard {
+        Some(shard) => recipe::shard(names, shard),
+        None => names,
+    };
+    let list = names
         .iter()
         .map(|r| LoadedRecipe::find(recipes, r))
         .collect::<Result<Vec<_>>>()?;

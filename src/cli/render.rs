@@ -47,7 +47,11 @@ pub fn plans(w: &mut dyn Write, plans: &Vec<PlanReport>) -> Result<()> {
             .action_key
             .as_deref()
             .unwrap_or("(unknown until the toolchain is built)");
-        let state = if p.cached { "hit" } else { "miss" };
+        let state = match p.found {
+            Some(crate::store::Origin::Remote) => "hit in the shared store",
+            Some(_) => "hit",
+            None => "miss",
+        };
         writeln!(w, "{}: {state}, action {key}", p.recipe)?;
         for reason in &p.reasons {
             writeln!(w, "  {reason}")?;

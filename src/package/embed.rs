@@ -11,7 +11,7 @@ use crate::base::{Digest, Named};
 use crate::build::{self, Artifact, Request, Settings};
 use crate::recipe::placeholder::Repack;
 use crate::recipe::{LoadedRecipe, Placeholder, ScriptKind};
-use crate::store::{Kind, Store};
+use crate::store::{Entry, Kind, Origin, Store, layout};
 
 /// Outputs larger than this are not scanned for a placeholder: boot loaders are small.
 const MAX_PATCHABLE: u64 = 64 << 20;
@@ -59,6 +59,14 @@ pub struct EmbedReport {
     pub source_date_epoch: i64,
 }
 
+impl Entry for EmbedReport {
+    fn blobs(&self) -> Vec<Digest> {
+        let mut v: Vec<Digest> = self.outputs.iter().map(|o| o.blob.sha256).collect();
+        v.push(self.script);
+        v
+    }
+}
+
 /// Builds `recipe` (normally a cache hit), renders its placeholder template (or `template`)
 /// with `vars`, and stores copies of its outputs with the script written in.
 pub fn embed(
@@ -94,18 +102,18 @@ pub fn embed(
         "placeholder": placeholder,
     });
     let key = Digest::of(key_input.to_string().as_bytes()).hex();
-    let entry_path = format!("actions/{key}.json");
     let finished = || -> Result<Option<EmbedReport>> {
-        Ok(store
-            .read_json::<EmbedReport>(&entry_path)?
-            .filter(|done| done.outputs.iter().all(|o| store.has_blob(&o.blob.sha256)))
-            .map(|mut done| {
-                done.cached = true;
-                done.build_cached = built.cached;
-                done.containers_started = built.containers_started;
-                done.source_date_epoch = built.source_date_epoch;
-                done
-            }))
+        let found = settings.recorded::<EmbedReport>(&key)?;
+        if let Some((done, Origin::Local)) = &found {
+            settings.share(&key, done)?;
+        }
+        Ok(found.map(|(mut done, _)| {
+            done.cached = true;
+            done.build_cached = built.cached;
+            done.containers_started = built.containers_started;
+            done.source_date_epoch = built.source_date_epoch;
+            done
+        }))
     };
     if let Some(done) = finished()? {
         return Ok(done);
@@ -139,7 +147,8 @@ pub fn embed(
         build_cached: built.cached,
         source_date_epoch: built.source_date_epoch,
     };
-    store.write_json(&entry_path, &report)?;
+    store.write_json(&layout::action(&report.key), &report)?;
+    settings.share(&report.key, &report)?;
     Ok(report)
 }
 

@@ -17,7 +17,7 @@ use super::rpi::write_rpi_img;
 use super::usb::{UsbSpec, write_usb_img};
 use crate::base::{Digest, Named};
 use crate::build::Settings;
-use crate::store::{Kind, Produced, ProducedFile, Store, Stored, layout};
+use crate::store::{Entry, Kind, Origin, Produced, ProducedFile, Store, Stored, layout};
 
 /// Bumped when the layout or encoding of a medium changes.
 const PACKAGE_SCHEMA: u32 = 1;
@@ -106,6 +106,12 @@ pub struct PackageReport {
     pub containers_started: u32,
 }
 
+impl Entry for PackageReport {
+    fn blobs(&self) -> Vec<Digest> {
+        vec![self.sha256, self.manifest]
+    }
+}
+
 /// What the outer package manifest blob says: the medium, and the manifest inside it.
 /// (Fields in name order, the inner manifest as a sorted map: the bytes, and so the digest
 /// of this provenance document, are those of every earlier version.)
@@ -171,20 +177,24 @@ pub fn package(
     };
     let key = Digest::of(serde_json::to_string(&manifest)?.as_bytes()).hex();
     let _action_lock;
-    let mut done = finished(store, &key)?;
+    let mut done = settings.recorded::<PackageReport>(&key)?;
     if done.is_none() {
         // One process assembles; the others wait here and take its result.
         _action_lock = store.lock_named(&format!("action-{key}"))?;
-        done = finished(store, &key)?;
+        done = settings.recorded::<PackageReport>(&key)?;
     }
     let report = match done {
-        Some(mut done) => {
+        Some((mut done, origin)) => {
+            if origin == Origin::Local {
+                settings.share(&key, &done)?;
+            }
             done.cached = true;
             done
         }
         None => {
             let report = write_medium(store, &key, &manifest, medium, &mut layout)?;
             store.write_json(&layout::action(&key), &report)?;
+            settings.share(&key, &report)?;
             report
         }
     };
@@ -232,13 +242,6 @@ fn contents(layout: &Layout, medium: &Medium) -> Vec<Content> {
     }
     contents.sort_by(|a, b| a.path.cmp(&b.path));
     contents
-}
-
-/// The recorded result for `key`, if its medium and manifest are still in the store.
-fn finished(store: &Store, key: &str) -> Result<Option<PackageReport>> {
-    Ok(store
-        .read_json::<PackageReport>(&layout::action(key))?
-        .filter(|done| store.has_blob(&done.sha256) && store.has_blob(&done.manifest)))
 }
 
 /// Writes the medium (with its manifest inside where it holds files) and the outer

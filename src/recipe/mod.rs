@@ -426,6 +426,20 @@ pub fn pinned_sources(dir: &Path) -> Result<BTreeSet<Digest>> {
     Ok(pins)
 }
 
+/// Shard `i` of `n` (1-based) of `names`: every n-th name in sorted order, starting at the
+/// i-th, so n machines running one shard each cover every name once and share the work
+/// evenly.
+pub fn shard(mut names: Vec<String>, (i, n): (usize, usize)) -> Vec<String> {
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .enumerate()
+        .filter(|(k, _)| k % n == i - 1)
+        .map(|(_, name)| name)
+        .collect()
+}
+
 /// Names of the `.yaml` recipes in a directory, sorted.
 pub fn list_recipes(dir: &Path) -> Result<Vec<String>> {
     let mut names: Vec<String> = fs::read_dir(dir)
@@ -489,6 +503,25 @@ fn is_plain_relative(p: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_cover_every_recipe_once_and_evenly() {
+        let names: Vec<String> = ["ipxe", "grub", "syslinux", "rpi-firmware", "hello"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let shards: Vec<Vec<String>> = (1..=3).map(|i| shard(names.clone(), (i, 3))).collect();
+        let mut all: Vec<String> = shards.concat();
+        all.sort();
+        let mut want = names.clone();
+        want.sort();
+        assert_eq!(all, want);
+        assert!(
+            shards.iter().all(|s| (1..=2).contains(&s.len())),
+            "{shards:?}"
+        );
+        assert_eq!(shard(names.clone(), (1, 1)).len(), 5);
+    }
 
     fn parse(text: &str) -> Result<Recipe, RecipeError> {
         parse_yaml(Path::new("t.yaml"), text)

@@ -90,7 +90,7 @@ impl Store {
                 Err(e) => report.broken_documents.push(format!("{label}: {e:#}")),
                 Ok(value) => {
                     let mut refs = Vec::new();
-                    collect_refs(&value, None, &mut refs);
+                    collect_refs(&without_provenance(&value), None, &mut refs);
                     for (d, _) in refs {
                         if !self.has_blob(&d) {
                             report
@@ -232,6 +232,22 @@ impl Store {
             return None;
         }
         serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// What a document needs of the store: itself without the parts that say how its result was
+/// made (`inputs`, `provenance`) or what is inside a medium (`contents`). Those name blobs
+/// only the machine that made it may have (a toolchain rootfs, a source tarball), and an
+/// entry pulled from a shared store rightly comes without them.
+fn without_provenance(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "inputs" | "provenance" | "contents"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 

@@ -17,6 +17,7 @@ mod local;
 mod location;
 mod maintenance;
 pub mod s3;
+mod shared;
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -31,6 +32,7 @@ pub use latest::{Produced, ProducedFile};
 pub use local::{Imported, Lock, Store, Stored};
 pub use location::Location;
 pub use maintenance::{BlobInfo, GcReport, VerifyReport};
+pub use shared::{Entry, Origin, Shared};
 
 /// The largest document (manifest, channel, signature, view, action entry) read from a
 /// store. Anyone who can write to a bucket can forge these, so a reader never holds more
@@ -133,8 +135,9 @@ pub trait Storage: Send + Sync {
     /// create-only are content addresses, so a second write puts the same bytes.
     fn put(&self, key: &str, bytes: Vec<u8>, kind: ObjectKind, create_only: bool) -> Result<bool>;
 
-    /// Writes `size` bytes of `file` (already verified by the caller) at `key`, counting
-    /// them into `progress`; returns the number of parts it went up in (0: one request).
+    /// Writes `size` bytes of `file` (already verified by the caller) at `key`, replacing
+    /// what is there, counting them into `progress`; returns the number of parts it went up
+    /// in (0: one request).
     fn put_file(
         &self,
         key: &str,

@@ -354,8 +354,8 @@ impl Bucket {
         }
     }
 
-    /// Uploads a blob from a file: in parts when it is large, else in one request (sent
-    /// create-only). Returns the number of parts (0: one request).
+    /// Uploads a blob from a file: in parts when it is large, else in one request. Returns
+    /// the number of parts (0: one request).
     async fn put_file(
         &self,
         rel: &str,
@@ -373,7 +373,10 @@ impl Bucket {
             Ok(buf)
         })
         .await??;
-        self.put(rel, bytes, kind, true).await?;
+        // Not create-only: the caller writes because the object is missing or wrong (a
+        // blob found corrupt, a size that does not match), and a repeated write of a
+        // content address puts the same bytes.
+        self.put(rel, bytes, kind, false).await?;
         progress.add(size);
         Ok(0)
     }

@@ -35,6 +35,37 @@ enum Kind {
     S3sFs,
     /// Garage, single node: what we recommend people self-host.
     Garage,
+    /// A Garage cluster of three nodes, replication factor 3; this server is node 1's S3 API.
+    GarageCluster,
+}
+
+/// Another node of a Garage cluster (node 1 is the `S3Server` itself).
+struct Peer {
+    child: Option<Child>,
+    config: PathBuf,
+}
+
+fn garage(config: &Path, args: &[&str]) -> Run {
+    Command::new(tool("GARAGE", "garage"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("running garage: {e}; ci/test.sh installs it"))
+        .into()
+}
+
+fn spawn_garage(config: &Path, log: &Path) -> Child {
+    Command::new(tool("GARAGE", "garage"))
+        .arg("-c")
+        .arg(config)
+        .arg("server")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting garage: {e}; ci/test.sh installs it"))
 }
 
 /// A running server, killed on drop.
@@ -44,9 +75,11 @@ pub struct S3Server {
     pub port: u16,
     /// The server's data directory (for s3s-fs: one folder per bucket).
     pub data: PathBuf,
-    access_key: &'static str,
-    secret_key: &'static str,
+    access_key: String,
+    secret_key: String,
     region: &'static str,
+    /// Nodes 2 and 3 of a Garage cluster.
+    peers: Vec<Peer>,
 }
 
 fn free_port() -> u16 {
@@ -67,9 +100,10 @@ impl S3Server {
             kind: Kind::S3sFs,
             port: free_port(),
             data,
-            access_key: ACCESS_KEY,
-            secret_key: SECRET_KEY,
+            access_key: ACCESS_KEY.into(),
+            secret_key: SECRET_KEY.into(),
             region: "us-east-1",
+            peers: Vec::new(),
         };
         s.restart();
         s
@@ -103,12 +137,152 @@ impl S3Server {
             kind: Kind::Garage,
             port,
             data,
-            access_key: "GKbootforgetest",
-            secret_key: SECRET_KEY,
+            access_key: "GKbootforgetest".into(),
+            secret_key: SECRET_KEY.into(),
             region: "garage",
+            peers: Vec::new(),
         };
         s.restart();
         s
+    }
+
+    /// Starts a Garage cluster of three nodes on 127.0.0.1 (replication factor 3, one zone),
+    /// with the test bucket and key made through node 1, as NOTES.md describes.
+    pub fn start_garage_cluster(env: &Env) -> S3Server {
+        let data = env.path().join("garage-cluster");
+        let mut configs = Vec::new();
+        let mut rpc_ports = Vec::new();
+        let mut s3_port = 0;
+        for n in 1..=3 {
+            let dir = data.join(format!("node{n}"));
+            fs::create_dir_all(&dir).unwrap();
+            let (port, rpc, admin) = (free_port(), free_port(), free_port());
+            if n == 1 {
+                s3_port = port;
+            }
+            let config = dir.join("garage.toml");
+            fs::write(
+                &config,
+                format!(
+                    "metadata_dir = \"{d}/meta\"\ndata_dir = \"{d}/data\"\ndb_engine = \"sqlite\"\n\
+                     replication_factor = 3\nrpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
+                     rpc_public_addr = \"127.0.0.1:{rpc}\"\nrpc_secret = \"{secret}\"\n\
+                     [s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{port}\"\n\
+                     root_domain = \".s3.garage.localhost\"\n[admin]\n\
+                     api_bind_addr = \"127.0.0.1:{admin}\"\n",
+                    d = dir.display(),
+                    secret = "c1".repeat(32),
+                ),
+            )
+            .unwrap();
+            configs.push(config);
+            rpc_ports.push(rpc);
+        }
+        fs::write(
+            data.join("aws-config"),
+            "[default]\ns3 =\n  addressing_style = path\n",
+        )
+        .unwrap();
+        let peers: Vec<Peer> = configs[1..]
+            .iter()
+            .map(|c| Peer {
+                child: Some(spawn_garage(c, &c.with_extension("log"))),
+                config: c.clone(),
+            })
+            .collect();
+        let first = spawn_garage(&configs[0], &configs[0].with_extension("log"));
+        let id = |config: &Path| {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let out = garage(config, &["node", "id", "-q"]);
+                if out.code == Some(0) {
+                    return out.stdout.trim().split('@').next().unwrap().to_owned();
+                }
+                assert!(Instant::now() < deadline, "garage did not start:\n{out}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        };
+        let ids: Vec<String> = configs.iter().map(|c| id(c)).collect();
+        let c1 = &configs[0];
+        for (n, nid) in ids.iter().enumerate().skip(1) {
+            garage(
+                c1,
+                &[
+                    "node",
+                    "connect",
+                    &format!("{nid}@127.0.0.1:{}", rpc_ports[n]),
+                ],
+            )
+            .ok();
+        }
+        for nid in &ids {
+            garage(c1, &["layout", "assign", "-z", "dc1", "-c", "1G", nid]).ok();
+        }
+        garage(c1, &["layout", "apply", "--version", "1"]).ok();
+        let key = "GKb00f0f9e0000000000000001";
+        garage(
+            c1,
+            &[
+                "key",
+                "import",
+                "--yes",
+                "-n",
+                "bootforge",
+                key,
+                &"5e".repeat(32),
+            ],
+        )
+        .ok();
+        garage(c1, &["bucket", "create", BUCKET]).ok();
+        garage(
+            c1,
+            &[
+                "bucket",
+                "allow",
+                "--read",
+                "--write",
+                "--owner",
+                BUCKET,
+                "--key",
+                "bootforge",
+            ],
+        )
+        .ok();
+        let s = S3Server {
+            child: Some(first),
+            kind: Kind::GarageCluster,
+            port: s3_port,
+            data,
+            access_key: key.into(),
+            secret_key: "5e".repeat(32),
+            region: "garage",
+            peers,
+        };
+        s.wait_ready("garage cluster");
+        s
+    }
+
+    /// Stops node `n` (2 or 3) of a Garage cluster at once.
+    pub fn kill_node(&mut self, n: usize) {
+        if let Some(mut c) = self.peers[n - 2].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts node `n` (2 or 3) of a Garage cluster again, with its data.
+    pub fn restart_node(&mut self, n: usize) {
+        self.kill_node(n);
+        let peer = &mut self.peers[n - 2];
+        peer.child = Some(spawn_garage(
+            &peer.config,
+            &peer.config.with_extension("log"),
+        ));
+    }
+
+    /// The cluster's status as `garage status` prints it.
+    pub fn garage_status(&self) -> String {
+        garage(&self.data.join("node1/garage.toml"), &["status"]).stdout
     }
 
     /// (Re)starts the server on the same port and data.
@@ -121,20 +295,28 @@ impl S3Server {
                 c.args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
                     .args([
                         "--access-key",
-                        self.access_key,
+                        &self.access_key,
                         "--secret-key",
-                        self.secret_key,
+                        &self.secret_key,
                     ])
                     .arg(&self.data);
                 ("s3s-fs", c)
+            }
+            Kind::GarageCluster => {
+                let mut c = Command::new(tool("GARAGE", "garage"));
+                c.arg("-c")
+                    .arg(self.data.join("node1/garage.toml"))
+                    .arg("server")
+                    .env("RUST_LOG", "warn");
+                ("garage", c)
             }
             Kind::Garage => {
                 let mut c = Command::new(tool("GARAGE", "garage"));
                 c.arg("-c")
                     .arg(self.data.join("garage.toml"))
                     .args(["server", "--single-node", "--default-bucket"])
-                    .env("GARAGE_DEFAULT_ACCESS_KEY", self.access_key)
-                    .env("GARAGE_DEFAULT_SECRET_KEY", self.secret_key)
+                    .env("GARAGE_DEFAULT_ACCESS_KEY", &self.access_key)
+                    .env("GARAGE_DEFAULT_SECRET_KEY", &self.secret_key)
                     .env("GARAGE_DEFAULT_BUCKET", BUCKET)
                     .env("RUST_LOG", "warn");
                 ("garage", c)
@@ -146,9 +328,13 @@ impl S3Server {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name}: {e}; ci/test.sh installs it"));
         self.child = Some(child);
-        // Ready when an unsigned request is refused (403), as a real server would, and (for
-        // Garage, which makes its bucket once it is up) when a signed listing works.
-        let deadline = Instant::now() + Duration::from_secs(60);
+        self.wait_ready(name);
+    }
+
+    /// Ready when an unsigned request is refused (403), as a real server would, and (for
+    /// Garage, which makes its bucket once it is up) when a signed listing works.
+    fn wait_ready(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Ok(mut c) = TcpStream::connect(("127.0.0.1", self.port)) {
                 let _ =
@@ -203,10 +389,10 @@ impl S3Server {
     pub fn apply<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
         let config = match self.kind {
             Kind::S3sFs => PathBuf::from("/nonexistent"),
-            Kind::Garage => self.data.join("aws-config"),
+            Kind::Garage | Kind::GarageCluster => self.data.join("aws-config"),
         };
-        cmd.env("AWS_ACCESS_KEY_ID", self.access_key)
-            .env("AWS_SECRET_ACCESS_KEY", self.secret_key)
+        cmd.env("AWS_ACCESS_KEY_ID", &self.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
             .env("AWS_REGION", self.region)
             .env("AWS_DEFAULT_REGION", self.region)
             .env("AWS_ENDPOINT_URL", self.endpoint())
@@ -278,6 +464,9 @@ impl S3Server {
 impl Drop for S3Server {
     fn drop(&mut self) {
         self.kill();
+        for n in 0..self.peers.len() {
+            self.kill_node(n + 2);
+        }
     }
 }
 
