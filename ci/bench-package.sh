@@ -31,7 +31,7 @@ echo "building ipxe once (cached after the first run)..." >&2
 
 # 1. embed against make EMBED= relink.
 embed_t=() relink_t=()
-image=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['image'])" "$store/toolchains/ipxe.json")
+image=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['image'])" "$store/toolchains/ipxe.$(dpkg --print-architecture).json")
 key=$("$bf" --json plan ipxe | python3 -c "import json,sys; print(json.load(sys.stdin)['plans'][0]['action_key'])")
 # A built tree to relink in: iPXE's sources at the pinned commit, built once.
 tree="$work/ipxe"

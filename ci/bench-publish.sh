@@ -11,29 +11,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
-s3s=${S3S_FS:-${BOOTFORGE_TOOLS:-$HOME/.cache/bootforge/tools}/bin/s3s-fs}
-[ -x "$s3s" ] || { echo "no s3s-fs at $s3s: run ci/test.sh once, or set S3S_FS" >&2; exit 1; }
 command -v aws >/dev/null || { echo "no aws CLI: pip install awscli" >&2; exit 1; }
 
-cargo build --release --locked -q
-bf="$PWD/target/release/bootforge"
-work=$(mktemp -d)
-pid=
-cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p "$work/s3/bench"
-"$s3s" --host 127.0.0.1 --port "$port" --access-key benchkey --secret-key benchsecret123 \
-  "$work/s3" >"$work/s3.log" 2>&1 &
-pid=$!
-for _ in $(seq 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.1
-done
-export AWS_ACCESS_KEY_ID=benchkey AWS_SECRET_ACCESS_KEY=benchsecret123 AWS_REGION=us-east-1
-export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_CONFIG_FILE=/dev/null
-export AWS_SHARED_CREDENTIALS_FILE=/dev/null BOOTFORGE_STORE="$work/store"
+. ci/bench-lib.sh
+bench_start
+export BOOTFORGE_STORE="$work/store"
 ep=(--endpoint-url "$AWS_ENDPOINT_URL")
 
 # The artifact set, as an unpack-only recipe (no container) so it lands in the store as
@@ -52,8 +34,6 @@ printf 'source:\n  url: https://bench.invalid/set.tar\n  sha256: %s\nepoch: 1700
 "$bf" --recipes "$work/recipes" build set >/dev/null 2>&1
 total=$(du -sb "$files" | cut -f1)
 
-ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 sync_disk() { sync; }
 
 up_bf=() up_aws=() re_bf=() re_sync=() re_cp=() down_bf=() down_aws=()
@@ -78,8 +58,7 @@ row() {
   local name=$1 a b
   a=$(printf '%s\n' "${@:2:$runs}" | median)
   b=$(printf '%s\n' "${@:$((runs + 2))}" | median)
-  printf '| %s | %s ms | %s ms | %s |\n' "$name" "$a" "$b" \
-    "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / (b > 0 ? b : 1) }')"
+  printf '| %s | %s ms | %s ms | %s |\n' "$name" "$a" "$b" "$(ratio "$a" "$b")"
 }
 echo "set: $(( total >> 20 )) MiB in 11 files; median of $runs runs; s3s-fs on 127.0.0.1"
 echo "| what | bootforge | aws CLI | ratio |"

@@ -66,6 +66,8 @@ pub struct Flags {
     pub parallel: Option<usize>,
     /// `--remote` (or `BOOTFORGE_REMOTE`).
     pub shared: Option<Location>,
+    /// `--no-build`.
+    pub no_build: bool,
 }
 
 /// Everything a stage may be told, resolved.
@@ -81,6 +83,8 @@ pub struct Config {
     pub remote: Remote,
     /// The store other machines share, if any.
     pub shared: Option<Location>,
+    /// Run nothing here: every result comes from a store.
+    pub no_build: bool,
     /// The password of an encrypted signing key (`BOOTFORGE_KEY_PASSWORD`).
     pub key_password: Option<String>,
     /// The Debian mirror debootstrap uses for toolchains (`BOOTFORGE_DEBIAN_MIRROR`).
@@ -156,6 +160,7 @@ impl Config {
                 (None, Some(s)) => Some(Location::parse(s).context("bootforge.yaml: remote")?),
                 (None, None) => None,
             },
+            no_build: flags.no_build,
             key_password: var(env::KEY_PASSWORD),
             debian_mirror: var(env::DEBIAN_MIRROR),
         })
@@ -237,12 +242,14 @@ mod tests {
             jobs: Some(3),
             parallel: Some(2),
             shared: Some(Location::local("/flag/shared")),
+            no_build: true,
         };
         let from_flags = Config::resolve(&flags, vars(&[]), &file()).unwrap();
         assert_eq!(from_flags.store, PathBuf::from("/from/flag"));
         assert_eq!(from_flags.executor.kind, ExecutorKind::Host);
         assert_eq!(from_flags.recipes, PathBuf::from("flag-recipes"));
         assert_eq!(from_flags.jobs, 3);
+        assert!(from_flags.no_build);
         assert_eq!(from_flags.mirrors.apply("https://a/x"), "/flag/a/x");
         assert_eq!(from_flags.remote.parallel, 2);
         assert_eq!(from_flags.shared, Some(Location::local("/flag/shared")));

@@ -1,9 +1,6 @@
 fn main() -> std::process::ExitCode {
-    // Die quietly on a closed stdout (`bootforge cache ls | head`) like other Unix tools,
-    // instead of panicking in println!.
-    // SAFETY: setting a signal disposition to SIG_DFL at start-up, before any threads exist.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // SIGPIPE stays ignored (Rust's default): a closed stdout is handled where results are
+    // printed, and a socket whose server went away mid-upload must be an error naming the
+    // server, not a silent death by signal.
     bootforge::cli::main()
 }

@@ -5,13 +5,13 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::common::media::grub_profile;
+use crate::common::media::{GRUB_PROFILE, grub_profile, iso_profile, write_profile};
 use crate::common::s3::{S3Server, build_files};
-use crate::common::{Env, Run, noise, sha256_hex};
+use crate::common::{Env, Run, deb, noise, root, sha256_hex, toolchain_record_path};
 
 const SHARED: &str = "shared";
 
@@ -317,4 +317,269 @@ fn corrupt_blobs_forged_entries_and_a_remote_that_is_down() {
     )
     .ok()
     .says(&["cannot be reached", "--remote-optional"]);
+}
+
+/// The bootforge commands the scheduler templates in `ci/` run, as `ci/check-schedulers.py`
+/// lists them once it has read each template with its engine's parser and schema.
+fn template_commands() -> Vec<Value> {
+    let out = Command::new("python3")
+        .arg(root().join("ci/check-schedulers.py"))
+        .arg("--json")
+        .output()
+        .expect("python3 (.ci/run installs it and the parsers)");
+    let run = Run::from(out).ok();
+    run.json()["commands"].as_array().unwrap().clone()
+}
+
+/// A template's command as its shell runs it, `bootforge` being the binary under test: each
+/// word that expands a variable double-quoted, as the templates write them.
+fn template_run(s3: &S3Server, on: &Env, argv: &Value, vars: &[(&str, String)]) -> Command {
+    let words: Vec<String> = argv
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .map(|w| {
+            let w = w.as_str().unwrap();
+            if w.contains('$') {
+                format!("\"{w}\"")
+            } else {
+                shell_words::quote(w).into_owned()
+            }
+        })
+        .collect();
+    let mut c = Command::new("bash");
+    c.arg("-c")
+        .arg(format!("set -eu; \"$BOOTFORGE_BIN\" {}", words.join(" ")));
+    s3.apply(&mut c)
+        .current_dir(on.path())
+        .env("BOOTFORGE_BIN", env!("CARGO_BIN_EXE_bootforge"))
+        .env("BOOTFORGE_STORE", on.store())
+        .env("BOOTFORGE_RECIPES", on.recipes_dir())
+        .env_remove("BOOTFORGE_EXECUTOR")
+        .env_remove("BOOTFORGE_CONFIG")
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Recipes for a fleet: GRUB's network image (which the default profile packages) and three
+/// more from Debian packages, so shards have something to split.
+fn fleet_recipes(env: &Env) -> Vec<String> {
+    iso_profile(env);
+    write_profile(env, "default", GRUB_PROFILE);
+    let mut names: Vec<String> = fs::read_dir(env.recipes_dir())
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".yaml").map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// A builder: the test toolchain, the same recipes as `like`, and their sources (the
+/// Debian packages they pin, which a builder would download).
+fn builder(like: &Env) -> Env {
+    let m = Env::new();
+    copy_dir(&like.recipes_dir(), &m.recipes_dir());
+    for package in ["grub-efi-amd64-bin", "isolinux", "syslinux-common", "ipxe"] {
+        m.import(&deb(package));
+    }
+    m
+}
+
+/// The recipes whose build this machine recorded as its latest (built or pulled).
+fn latest_builds(m: &Env) -> Vec<String> {
+    fs::read_dir(m.store().join("latest"))
+        .map(|d| {
+            d.filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                let recipe = name.strip_prefix("build-")?.strip_suffix(".json")?;
+                Some(recipe.to_owned())
+            })
+            .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_scheduler_templates_commands_build_once_and_package_from_the_bucket() {
+    let commands = template_commands();
+    let origin = Env::new();
+    let recipes = fleet_recipes(&origin);
+    let s3 = S3Server::start(&origin);
+    origin.run(&["keygen", "--out", "builders"]).ok();
+    origin.run(&["keygen", "--out", "release"]).ok();
+    let key = |name: &str| origin.path().join(name).to_str().unwrap().to_owned();
+    let mut bundles = Vec::new();
+    for engine in ["nomad", "kubernetes", "github"] {
+        let of_engine: Vec<&Value> = commands
+            .iter()
+            .filter(|c| {
+                c["file"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("ci/{engine}/"))
+            })
+            .collect();
+        let remote = s3.url(engine);
+
+        // Every builder of the template at once, each on a machine of its own: one per
+        // recipe for a dispatched job, one per shard for a sharded one.
+        let builds: Vec<&&Value> = of_engine
+            .iter()
+            .filter(|c| c["role"] == "builder")
+            .collect();
+        assert_eq!(builds.len(), 1, "{engine}: one build command, {builds:?}");
+        let b = builds[0];
+        let machines: Vec<Vec<(&str, String)>> = match b["shards"].as_u64() {
+            Some(n) => (1..=n)
+                .map(|i| {
+                    vec![
+                        ("SHARD", i.to_string()),
+                        ("SHARDS", n.to_string()),
+                        ("JOB_COMPLETION_INDEX", (i - 1).to_string()),
+                    ]
+                })
+                .collect(),
+            None => recipes
+                .iter()
+                .map(|r| vec![("NOMAD_META_recipe", r.clone())])
+                .collect(),
+        };
+        let running: Vec<(Env, std::process::Child)> = machines
+            .into_iter()
+            .map(|mut vars| {
+                vars.push(("BOOTFORGE_REMOTE", remote.clone()));
+                vars.push(("BOOTFORGE_SIGN_KEY", key("builders.key")));
+                let m = builder(&origin);
+                let child = template_run(&s3, &m, &b["argv"], &vars).spawn().unwrap();
+                (m, child)
+            })
+            .collect();
+        let mut built = Vec::new();
+        for (m, child) in running {
+            Run::from(child.wait_with_output().unwrap()).ok();
+            built.extend(latest_builds(&m));
+        }
+        built.sort();
+        assert_eq!(built, recipes, "{engine}: every recipe built, each once");
+
+        // A packager with an empty store runs the packaging commands in order: nothing is
+        // built (`--no-build` would fail), and the publish to the same prefix sends only
+        // the manifest and its signature.
+        let p = machine(&origin);
+        let vars = [
+            ("BOOTFORGE_REMOTE", remote.clone()),
+            ("BOOTFORGE_SIGN_KEY", key("release.key")),
+            ("BUILDERS_PUB_FILE", key("builders.pub")),
+            ("CHAIN_URL", "http://10.0.2.2:8080/fleet".to_owned()),
+            ("target", "pxe-bundle".to_owned()),
+            ("BOOTFORGE_OUT", "out".to_owned()),
+        ];
+        let mut published = None;
+        for c in of_engine.iter().filter(|c| c["role"] == "packager") {
+            let run = Run::from(template_run(&s3, &p, &c["argv"], &vars).output().unwrap()).ok();
+            if c["argv"].as_array().unwrap().iter().any(|w| w == "publish") {
+                published = Some(run.json());
+            }
+        }
+        let report = published.unwrap_or_else(|| panic!("{engine}: no publish command"));
+        assert_eq!(report["uploaded"]["objects"], 2, "{engine}: {report}");
+        let bundle = report["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "pxe-bundle.tar.gz")
+            .unwrap_or_else(|| panic!("{engine}: no bundle in {report}"));
+        bundles.push(bundle["sha256"].clone());
+        p.assert_store_intact();
+    }
+    assert!(
+        bundles.windows(2).all(|w| w[0] == w[1]),
+        "three fleets, one recipe set, other bytes: {bundles:?}"
+    );
+}
+
+#[test]
+fn no_build_takes_from_the_stores_or_names_what_they_lack() {
+    let a = Env::new();
+    let s3 = S3Server::start(&a);
+    on(&s3, &a, &["--no-build", "build", "hello"])
+        .fails()
+        .says(&[
+            "recipe hello: action",
+            "is neither in the local store nor in s3://bootforge/shared",
+            "--no-build forbids making it here",
+        ]);
+    a.run(&["--no-build", "build", "hello"])
+        .fails()
+        .says(&["neither in the local store (no --remote given)"]);
+    // Without the toolchain anywhere, that is what is missing.
+    Env::bare()
+        .run(&["--no-build", "build", "hello"])
+        .fails()
+        .says(&["recipe hello: toolchain `test` (never built) is neither in the local store"]);
+    // Once a builder pushed it, the same command takes it and runs nothing.
+    on(&s3, &a, &["build", "hello"]).ok();
+    let taken = on(&s3, &machine(&a), &["--no-build", "build", "hello"])
+        .ok()
+        .json();
+    assert_eq!(taken["builds"][0]["origin"], "remote", "{taken}");
+    assert_eq!(taken["builds"][0]["containers_started"], 0, "{taken}");
+}
+
+#[test]
+fn a_second_machine_imports_a_toolchain_from_the_bucket_instead_of_debootstrapping() {
+    let a = Env::new();
+    let s3 = S3Server::start(&a);
+    on(&s3, &a, &["build", "hello"]).ok();
+    let b = Env::bare();
+    b.run(&["toolchain", "pull", "test"]).fails().says(&[
+        "toolchain test: no rootfs built from this spec",
+        "toolchain build test",
+    ]);
+
+    // The same spec under a name of its own, so its image is one this machine's engine
+    // lacks: the record a builder would have pushed for it.
+    let spec = b.recipes_dir().join("toolchains/pulled.yaml");
+    fs::copy(b.recipes_dir().join("toolchains/test.yaml"), &spec).unwrap();
+    let pushed = toolchain_record_path();
+    let mut record: Value =
+        serde_json::from_slice(&fs::read(s3.object_path(&format!("{SHARED}/{pushed}"))).unwrap())
+            .unwrap();
+    let image = format!("localhost/bootforge-pulled:{}", std::process::id());
+    record["name"] = "pulled".into();
+    record["image"] = image.clone().into();
+    fs::write(
+        s3.object_path(&format!(
+            "{SHARED}/{}",
+            pushed.replace("/test.", "/pulled.")
+        )),
+        serde_json::to_vec(&record).unwrap(),
+    )
+    .unwrap();
+
+    let pulled = on_recipes(&s3, &b, &["toolchain", "pull", "pulled"])
+        .ok()
+        .says(&["pulling rootfs"]);
+    assert_eq!(pulled.json()["image"], image.as_str(), "{pulled}");
+    let exists = Command::new("podman")
+        .args(["image", "exists", &image])
+        .status()
+        .unwrap();
+    Command::new("podman")
+        .args(["rmi", "-f", &image])
+        .output()
+        .unwrap();
+    assert!(exists.success(), "{image} was not imported");
+    assert!(
+        b.store()
+            .join(pushed.replace("/test.", "/pulled."))
+            .is_file()
+    );
+    b.assert_store_intact();
 }

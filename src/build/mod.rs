@@ -40,6 +40,9 @@ pub struct Settings {
     pub debian_mirror: Option<String>,
     /// The store other machines share, looked in after the local one and pushed to.
     pub shared: Option<Arc<Shared>>,
+    /// `--no-build`: nothing runs here (no toolchain, no step, no repack); what neither
+    /// store holds is an error, as on a packager that must only take the builders' work.
+    pub no_build: bool,
 }
 
 /// What the user asked of one recipe.
@@ -108,6 +111,10 @@ impl Entry for ActionEntry {
         let mut v: Vec<Digest> = self.outputs.iter().map(|o| o.blob.sha256).collect();
         v.push(self.log);
         v
+    }
+
+    fn companions(&self) -> Vec<Digest> {
+        vec![provenance_blob(self).1]
     }
 }
 
@@ -344,6 +351,18 @@ pub fn plan(settings: &Settings, recipe: &LoadedRecipe, req: &Request) -> Result
 }
 
 impl Settings {
+    /// Refuses, under `--no-build`, to run `what`, which neither store holds.
+    pub fn may_run(&self, what: &str) -> Result<()> {
+        if !self.no_build {
+            return Ok(());
+        }
+        let looked = match &self.shared {
+            Some(s) => format!("the local store nor in {}", s.location()),
+            None => "the local store (no --remote given)".to_owned(),
+        };
+        bail!("{what} is neither in {looked}, and --no-build forbids making it here")
+    }
+
     /// The entry recorded for action `key` (`actions/<key>.json`: a build's, an embed's or a
     /// package's): this machine's when every blob it names is here, else the shared store's,
     /// pulled with its blobs (and then recorded here too).
@@ -397,6 +416,7 @@ pub fn build(settings: &Settings, recipe: &LoadedRecipe, req: &Request) -> Resul
         return reuse(settings, entry, origin, start);
     }
 
+    settings.may_run(&format!("recipe {}: action {key}", recipe.name))?;
     if !matches!(toolchain, Toolchain::None) {
         settings.executor.check_available()?;
         toolchain::ensure_image(&toolchain, settings)?;
@@ -558,7 +578,7 @@ pub fn export(store: &Store, reports: &[BuildReport], dir: &Path) -> Result<()> 
 /// Notes `entry` as what its recipe last produced, for `publish`; the entry itself becomes
 /// a blob so the published manifest can point at its provenance.
 fn record_latest(store: &Store, entry: &ActionEntry) -> Result<()> {
-    let provenance = store.put_bytes(&serde_json::to_vec_pretty(entry)?)?.digest;
+    let provenance = store.put_bytes(&provenance_blob(entry).0)?.digest;
     store.record_latest(&Produced {
         kind: Kind::Build,
         name: entry.recipe.clone(),
@@ -577,6 +597,13 @@ fn record_latest(store: &Store, entry: &ActionEntry) -> Result<()> {
         provenance,
         source_date_epoch: entry.provenance.source_date_epoch,
     })
+}
+
+/// The blob a release points at as a build's provenance: the entry itself, and its digest.
+fn provenance_blob(entry: &ActionEntry) -> (Vec<u8>, Digest) {
+    let bytes = serde_json::to_vec_pretty(entry).expect("an entry serialises");
+    let d = Digest::of(&bytes);
+    (bytes, d)
 }
 
 /// A media type for a build output, from its extension (EFI images have their own).

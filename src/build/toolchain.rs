@@ -8,16 +8,20 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::base::Digest;
 use crate::base::executor::Executor;
+use crate::base::{Digest, host_arch};
 use crate::recipe::toolchain::LoadedSpec;
 use crate::recipe::{LoadedRecipe, ToolchainRef};
 use crate::store::{Store, layout};
 
-/// What the store records about a built toolchain (`toolchains/<name>.json`).
+/// What the store records about a built toolchain (`toolchains/<name>.<arch>.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ToolchainRecord {
     pub name: String,
+    /// The Debian architecture it was built on and runs on. Records from before there was
+    /// one were written on this machine, hence the default.
+    #[serde(default = "this_arch")]
+    pub arch: String,
     /// Hex sha256 of the spec file it was built from (not a blob, hence no prefix).
     pub spec_sha256: String,
     /// The rootfs tarball blob: the toolchain's identity.
@@ -27,6 +31,10 @@ pub struct ToolchainRecord {
     pub suite: String,
     /// Resolved `package=version` for everything installed, sorted.
     pub packages: Vec<String>,
+}
+
+fn this_arch() -> String {
+    host_arch().to_owned()
 }
 
 /// A recipe's toolchain, resolved.
@@ -43,12 +51,14 @@ pub enum Toolchain {
 }
 
 impl Toolchain {
-    /// The identity that goes into action keys.
+    /// The identity that goes into action keys. A rootfs is one architecture's already; an
+    /// image reference may name a multi-architecture index and the host is whatever it is,
+    /// so those say which architecture ran them.
     pub fn identity(&self) -> String {
         match self {
             Toolchain::Spec(r) => r.rootfs.to_string(),
-            Toolchain::Image { reference } => reference.clone(),
-            Toolchain::Host => "host".into(),
+            Toolchain::Image { reference } => format!("{reference} on {}", host_arch()),
+            Toolchain::Host => format!("host {}", host_arch()),
             Toolchain::None => "none".into(),
         }
     }
@@ -88,21 +98,72 @@ pub fn resolve(
         })),
         Some(ToolchainRef::Spec(name)) => {
             let spec = LoadedSpec::load(&recipe.toolchain_spec_path(name))?;
-            let record: Option<ToolchainRecord> = store.read_json(&layout::toolchain(name))?;
-            Ok(match record {
-                None => Err(Unresolved::NeedsBuild(spec, "never built")),
-                Some(r) if r.spec_sha256 != spec.digest.hex() => Err(Unresolved::NeedsBuild(
-                    spec,
-                    "spec changed since it was built",
-                )),
-                Some(r) if !store.has_blob(&r.rootfs) => Err(Unresolved::NeedsBuild(
-                    spec,
-                    "rootfs missing from the store",
-                )),
-                Some(r) => Ok(Toolchain::Spec(r)),
+            Ok(match recorded_here(store, &spec)? {
+                Ok(r) => Ok(Toolchain::Spec(r)),
+                Err(why) => Err(Unresolved::NeedsBuild(spec, why)),
             })
         }
     }
+}
+
+/// This store's record of `spec` for this architecture (or one from before records had
+/// one) with its rootfs, or why there is none.
+fn recorded_here(
+    store: &Store,
+    spec: &LoadedSpec,
+) -> Result<Result<ToolchainRecord, &'static str>> {
+    let record: Option<ToolchainRecord> =
+        match store.read_json(&layout::toolchain(&spec.name, host_arch()))? {
+            Some(r) => Some(r),
+            None => store.read_json(&layout::toolchain_unqualified(&spec.name))?,
+        };
+    Ok(match record {
+        None => Err("never built"),
+        Some(r) if r.spec_sha256 != spec.digest.hex() => Err("spec changed since it was built"),
+        Some(r) if !store.has_blob(&r.rootfs) => Err("rootfs missing from the store"),
+        Some(r) => Ok(r),
+    })
+}
+
+/// The shared store's record of the same `spec` for this architecture (signed, when a
+/// verify key is set). Its rootfs stays there until something must run.
+fn recorded_shared(
+    spec: &LoadedSpec,
+    settings: &super::Settings,
+) -> Result<Option<ToolchainRecord>> {
+    let Some(shared) = &settings.shared else {
+        return Ok(None);
+    };
+    let key = layout::toolchain(&spec.name, host_arch());
+    let found = shared.tolerate(shared.get_document(&key), None)?;
+    Ok(found
+        .and_then(|b| serde_json::from_slice::<ToolchainRecord>(&b).ok())
+        .filter(|r| r.spec_sha256 == spec.digest.hex() && r.arch == host_arch()))
+}
+
+/// `toolchain pull`: makes `spec`'s image ready in the engine from a rootfs already built,
+/// in this store or the shared one; never debootstrap. For warming a builder up.
+pub fn pull(spec: &LoadedSpec, settings: &super::Settings) -> Result<ToolchainRecord> {
+    let record = match recorded_here(&settings.store, spec)? {
+        Ok(r) => r,
+        Err(why) => recorded_shared(spec, settings)?.with_context(|| {
+            let shared = match &settings.shared {
+                Some(s) => format!(" nor in {}", s.location()),
+                None => String::new(),
+            };
+            format!(
+                "toolchain {}: no rootfs built from this spec for {} here ({why}){shared}; \
+                 `bootforge toolchain build {}` makes one",
+                spec.name,
+                host_arch(),
+                spec.name
+            )
+        })?,
+    };
+    let _lock = settings.store.lock_shared()?;
+    ensure_image(&Toolchain::Spec(record.clone()), settings)?;
+    share_record(&record, settings)?;
+    Ok(record)
 }
 
 /// The recipe's toolchain: this machine's record, else the shared store's record of the
@@ -116,6 +177,10 @@ pub fn resolve_or_build(recipe: &LoadedRecipe, settings: &super::Settings) -> Re
         }
         Err(Unresolved::NeedsBuild(spec, why)) => (spec, why),
     };
+    settings.may_run(&format!(
+        "recipe {}: toolchain `{}` ({why})",
+        recipe.name, spec.name
+    ))?;
     eprintln!(
         "[{}] building toolchain `{}` ({why})",
         recipe.name, spec.name
@@ -128,11 +193,21 @@ pub fn resolve_or_build(recipe: &LoadedRecipe, settings: &super::Settings) -> Re
 /// Puts a toolchain built here (its record and rootfs) where other machines find it, so
 /// they import the image instead of running debootstrap.
 fn share(t: &Toolchain, settings: &super::Settings) -> Result<()> {
-    if let (Toolchain::Spec(r), Some(shared)) = (t, &settings.shared)
+    match t {
+        Toolchain::Spec(r) => share_record(r, settings),
+        _ => Ok(()),
+    }
+}
+
+fn share_record(r: &ToolchainRecord, settings: &super::Settings) -> Result<()> {
+    if let Some(shared) = &settings.shared
         && settings.store.has_blob(&r.rootfs)
     {
-        let pushed =
-            shared.push_document(&settings.store, &layout::toolchain(&r.name), &[r.rootfs]);
+        let pushed = shared.push_document(
+            &settings.store,
+            &layout::toolchain(&r.name, &r.arch),
+            &[r.rootfs],
+        );
         shared.tolerate(pushed, ())?;
     }
     Ok(())
@@ -144,23 +219,16 @@ pub fn resolve_shared(
     recipe: &LoadedRecipe,
     settings: &super::Settings,
 ) -> Result<Result<Toolchain, Unresolved>> {
-    let store = &settings.store;
-    let (spec, why) = match resolve(recipe, store, &settings.executor)? {
+    let (spec, why) = match resolve(recipe, &settings.store, &settings.executor)? {
         Ok(t) => return Ok(Ok(t)),
         Err(Unresolved::NeedsBuild(spec, why)) => (spec, why),
     };
-    if let Some(shared) = &settings.shared {
-        let key = layout::toolchain(&spec.name);
-        let found = shared.tolerate(shared.storage().get(&key), None)?;
-        if let Some(record) = found.and_then(|b| serde_json::from_slice::<ToolchainRecord>(&b).ok())
-            && record.spec_sha256 == spec.digest.hex()
-        {
-            // Recorded here only once its rootfs is (in `ensure_image`): a record is a
-            // promise that its blob is in the store.
-            return Ok(Ok(Toolchain::Spec(record)));
-        }
-    }
-    Ok(Err(Unresolved::NeedsBuild(spec, why)))
+    Ok(match recorded_shared(&spec, settings)? {
+        // Recorded here only once its rootfs is (in `ensure_image`): a record is a promise
+        // that its blob is in the store.
+        Some(record) => Ok(Toolchain::Spec(record)),
+        None => Err(Unresolved::NeedsBuild(spec, why)),
+    })
 }
 
 /// Makes sure a resolved toolchain's image exists in the engine, importing its rootfs (from
@@ -190,7 +258,7 @@ pub fn ensure_image(t: &Toolchain, settings: &super::Settings) -> Result<()> {
                 shared.location()
             );
             store.pull_blob(from, &r.rootfs, size)?;
-            store.write_json(&layout::toolchain(&r.name), r)?;
+            store.write_json(&layout::toolchain(&r.name, &r.arch), r)?;
         }
         settings
             .executor
@@ -222,11 +290,14 @@ pub struct Built {
     pub lock_file: std::path::PathBuf,
 }
 
-/// `bootforge toolchain build`: builds the spec's image, holding the store shared.
+/// `bootforge toolchain build`: builds the spec's image, holding the store shared, and
+/// shares it.
 pub fn build_spec(spec: &LoadedSpec, settings: &super::Settings) -> Result<Built> {
     let _lock = settings.store.lock_shared()?;
+    let record = build(spec, settings)?;
+    share_record(&record, settings)?;
     Ok(Built {
-        record: build(spec, settings)?,
+        record,
         lock_file: spec.lock_path(),
     })
 }
@@ -276,6 +347,7 @@ pub fn build(spec: &LoadedSpec, settings: &super::Settings) -> Result<ToolchainR
     executor.ensure_image(&image, &store.blob_path(&stored.digest))?;
     let record = ToolchainRecord {
         name: spec.name.clone(),
+        arch: host_arch().to_owned(),
         spec_sha256: spec.digest.hex(),
         rootfs: stored.digest,
         size: stored.size,
@@ -283,7 +355,13 @@ pub fn build(spec: &LoadedSpec, settings: &super::Settings) -> Result<ToolchainR
         suite: spec.spec.suite.clone(),
         packages,
     };
-    store.write_json(&layout::toolchain(&spec.name), &record)?;
+    store.write_json(&layout::toolchain(&spec.name, &record.arch), &record)?;
+    // An older record of the same name would keep its rootfs alive through every `cache gc`.
+    let unqualified = store.root().join(layout::toolchain_unqualified(&spec.name));
+    if unqualified.exists() {
+        fs::remove_file(&unqualified)
+            .with_context(|| format!("removing {}", unqualified.display()))?;
+    }
     write_lock_file(spec, &record)?;
     Ok(record)
 }

@@ -66,6 +66,10 @@ pub struct Global {
     /// as misses.
     #[arg(long, global = true, value_name = "PUB")]
     pub remote_verify_key: Option<PathBuf>,
+    /// Run nothing here (no toolchain, build step or repack): take every result from this
+    /// machine's store or the shared one, and fail naming what neither holds. For packagers.
+    #[arg(long, global = true)]
+    pub no_build: bool,
     /// Sign with this minisign secret key: action entries pushed to the shared store, and a
     /// publish's manifest and SHA256SUMS.
     #[arg(long, global = true, env = "BOOTFORGE_SIGN_KEY", value_name = "KEY")]
@@ -225,6 +229,12 @@ pub struct Selection {
 pub enum ToolchainCommand {
     /// Build the image for recipes/toolchains/NAME.yaml (debootstrap; needs root and a mirror).
     Build {
+        /// Spec name, or a path to a spec file.
+        name: String,
+    },
+    /// Make NAME's image ready from a rootfs built before, here or in the shared store
+    /// (--remote): no debootstrap. Fails when neither has one of this spec.
+    Pull {
         /// Spec name, or a path to a spec file.
         name: String,
     },

@@ -86,6 +86,7 @@ fn config(g: &Global, parallel: Option<usize>) -> Result<Config> {
         jobs: g.jobs,
         parallel,
         shared: g.remote.clone(),
+        no_build: g.no_build,
     };
     let file = ConfigFile::load(g.config.as_deref())?;
     Config::resolve(&flags, |k| std::env::var(k).ok(), &file)
@@ -193,6 +194,7 @@ fn with_store(out: Output, config: &Config, keys: &Keys, command: Command) -> Re
         jobs: config.jobs,
         debian_mirror: config.debian_mirror.clone(),
         shared: open_shared(config, keys)?,
+        no_build: config.no_build,
     };
     let recipes = config.recipes.as_path();
     match command {
@@ -251,6 +253,13 @@ fn with_store(out: Output, config: &Config, keys: &Keys, command: Command) -> Re
             let spec = LoadedSpec::load(&spec_path(recipes, &name))?;
             let built = build::toolchain::build_spec(&spec, &settings)?;
             out.show(&built.record, &built, render::toolchain)?;
+        }
+        Command::Toolchain {
+            command: ToolchainCommand::Pull { name },
+        } => {
+            let spec = LoadedSpec::load(&spec_path(recipes, &name))?;
+            let record = build::toolchain::pull(&spec, &settings)?;
+            out.show(&record, &record, render::toolchain_record)?;
         }
         Command::Cache { command } => return cache(out, &settings.store, recipes, command),
         publish @ Command::Publish { .. } => {

@@ -110,6 +110,17 @@ pub fn toolchain(w: &mut dyn Write, r: &crate::build::toolchain::Built) -> Resul
     )
 }
 
+pub fn toolchain_record(
+    w: &mut dyn Write,
+    r: &crate::build::toolchain::ToolchainRecord,
+) -> Result<()> {
+    writeln!(
+        w,
+        "{}: image {} from rootfs {} ({} bytes, {})",
+        r.name, r.image, r.rootfs, r.size, r.arch
+    )
+}
+
 pub fn imported(w: &mut dyn Write, files: &Vec<Imported>) -> Result<()> {
     for i in files {
         writeln!(w, "{}  {}", i.sha256, i.file)?;

@@ -224,6 +224,10 @@ impl Patcher<'_> {
         }
         let mut started = 0;
         for rp in &self.placeholder.repack {
+            self.settings.may_run(&format!(
+                "recipe {}: {} remade with this script",
+                self.recipe.name, rp.output
+            ))?;
             let repacked = self.repack(rp, &outputs).with_context(|| {
                 format!(
                     "recipe {}: remaking {} after patching {}",

@@ -4,7 +4,7 @@
 //! ```text
 //! blobs/sha256/<hex>                 immutable content (artifacts, sources, logs, provenance)
 //! actions/<key>.json                 build, embed and package results by action key
-//! toolchains/<name>.json             built toolchain images
+//! toolchains/<name>.<arch>.json      built toolchain images, per Debian architecture
 //! history/<recipe>.json              the last action key per recipe, to explain cache misses
 //! latest/<kind>-<name>.json          what the last build or package produced
 //! manifests/<hex>.json (+ .minisig)  release manifests, named by their own sha256
@@ -34,7 +34,14 @@ pub fn action(key: &str) -> String {
     format!("actions/{key}.json")
 }
 
-pub fn toolchain(name: &str) -> String {
+/// A toolchain's record for one architecture: builders of several architectures share a
+/// store, and an image runs only where it was built.
+pub fn toolchain(name: &str, arch: &str) -> String {
+    format!("toolchains/{name}.{arch}.json")
+}
+
+/// Where bootforge before per-architecture records kept one (built on this machine).
+pub fn toolchain_unqualified(name: &str) -> String {
     format!("toolchains/{name}.json")
 }
 

@@ -10,8 +10,9 @@
 //!
 //! Trust: anyone who can write to the bucket can poison it. With a signing key a builder
 //! signs each entry's *statement*, the action key and the blobs it names (its provenance is
-//! informative and unsigned); with a verify key a reader takes only entries whose statement
-//! verifies, and treats any other as a miss.
+//! informative and unsigned), and each toolchain record's bytes (a toolchain runs every
+//! build: a forged one would poison them all); with a verify key a reader takes only entries
+//! and records whose signature verifies, and treats any other as a miss.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -42,6 +43,12 @@ pub trait Entry: Serialize + DeserializeOwned {
     /// The blobs the entry's result is made of (not those of how it was made: a packager
     /// needs no builder's toolchain or source tarball).
     fn blobs(&self) -> Vec<Digest>;
+
+    /// Blobs pushed beside the entry, when this store has them, but never pulled with it:
+    /// what a `publish` to the shared prefix would otherwise send (a build's provenance).
+    fn companions(&self) -> Vec<Digest> {
+        Vec::new()
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -195,6 +202,9 @@ impl Shared {
         for d in &blobs {
             self.push_blob(local, d)?;
         }
+        for d in entry.companions().iter().filter(|d| local.has_blob(d)) {
+            self.push_blob(local, d)?;
+        }
         let stmt = statement(action, &blobs);
         let signature = match &self.signer {
             Some(s) => Some(s.sign(&stmt, &format!("bootforge action {action}"))?),
@@ -239,21 +249,54 @@ impl Shared {
         Ok(())
     }
 
-    /// Pushes a local document as it is (a toolchain record), after its blobs.
+    /// Pushes a local document as it is (a toolchain record), after its blobs, signed (its
+    /// bytes) when there is a key. One already there is kept: signed only if it is this one.
     pub fn push_document(&self, local: &Store, key: &str, blobs: &[Digest]) -> Result<()> {
         if self.read_only {
             return Ok(());
         }
+        let Some(bytes) = local.get(key)? else {
+            return Ok(());
+        };
         for d in blobs {
             self.push_blob(local, d)?;
         }
-        if let Some(bytes) = local.get(key)?
-            && self.remote.head(key)?.is_none()
-        {
+        let there = self.remote.get(key)?;
+        if there.is_none() {
             self.remote
-                .put(key, bytes, ObjectKind::json(false), false)?;
+                .put(key, bytes.clone(), ObjectKind::json(false), false)?;
+        }
+        if let Some(signer) = &self.signer
+            && there.as_ref().is_none_or(|t| *t == bytes)
+        {
+            let skey = layout::signature(key);
+            let current = self.remote.get(&skey)?;
+            if !current.is_some_and(|c| signer.signed(&bytes, &c)) {
+                let sig = signer.sign(&bytes, &format!("bootforge document {key}"))?;
+                self.remote
+                    .put(&skey, sig.into_bytes(), ObjectKind::text(false), false)?;
+            }
         }
         Ok(())
+    }
+
+    /// The remote's document at `key` (a toolchain record), as it is: with a verify key only
+    /// when its bytes are signed by it (any other is a miss, with a warning naming it).
+    pub fn get_document(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let Some(bytes) = self.remote.get(key)? else {
+            return Ok(None);
+        };
+        if let Some(v) = &self.verifier {
+            let checked = match self.remote.get(&layout::signature(key))? {
+                None => Err(anyhow::anyhow!("not signed")),
+                Some(sig) => v.verify(&bytes, &String::from_utf8_lossy(&sig), "its signature"),
+            };
+            if let Err(e) = checked {
+                eprintln!("warning: ignoring {}/{key}: {e:#}", self.location());
+                return Ok(None);
+            }
+        }
+        Ok(Some(bytes))
     }
 }
 

@@ -104,13 +104,12 @@ pub fn rpi_profile(env: &Env) -> String {
 /// A profile booting x86_64 UEFI with the GRUB network image of `grubnet_recipe`.
 pub fn grub_profile(env: &Env) -> String {
     env.grubnet_recipe();
-    write_profile(
-        env,
-        "grub",
-        "description: x86_64 UEFI through GRUB\nloaders:\n  bios: none\n  uefi-x64: grub\n  uefi-arm64: none\n\
-         recipes:\n  grub: ../grubnet.yaml\n",
-    )
+    write_profile(env, "grub", GRUB_PROFILE)
 }
+
+/// The body of `grub_profile`'s profile.
+pub const GRUB_PROFILE: &str = "description: x86_64 UEFI through GRUB\nloaders:\n  bios: none\n  \
+    uefi-x64: grub\n  uefi-arm64: none\nrecipes:\n  grub: ../grubnet.yaml\n";
 
 /// A profile for a hybrid ISO from Debian's ISOLINUX and iPXE (which gets the script as an
 /// initrd) for BIOS, and the patched GRUB network image for x86_64 UEFI.

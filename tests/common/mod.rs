@@ -58,8 +58,21 @@ fn toolchain_store() -> &'static Path {
 }
 
 fn toolchain_record(store: &Path) -> Option<Value> {
-    let text = fs::read(store.join("toolchains/test.json")).ok()?;
+    let text = fs::read(store.join(toolchain_record_path())).ok()?;
     serde_json::from_slice(&text).ok()
+}
+
+/// Where a store keeps the test toolchain's record: per architecture, as Debian names it.
+pub fn toolchain_record_path() -> String {
+    static ARCH: OnceLock<String> = OnceLock::new();
+    let arch = ARCH.get_or_init(|| {
+        let out = Command::new("dpkg")
+            .arg("--print-architecture")
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    });
+    format!("toolchains/test.{arch}.json")
 }
 
 fn toolchain_ready(store: &Path) -> bool {
@@ -213,8 +226,8 @@ impl Env {
         fs::create_dir_all(env.store().join("toolchains")).unwrap();
         fs::hard_link(shared.join("blobs/sha256").join(rootfs), blobs.join(rootfs)).unwrap();
         fs::copy(
-            shared.join("toolchains/test.json"),
-            env.store().join("toolchains/test.json"),
+            shared.join(toolchain_record_path()),
+            env.store().join(toolchain_record_path()),
         )
         .unwrap();
         env
