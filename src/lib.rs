@@ -8,15 +8,17 @@
 //!   recipe → source → build → package               build side: recipes to media
 //!                          release → publish, fetch release side: manifests to buckets and back
 //!                                              flash  images to devices
-//!   store                                           one Storage interface: local, S3, HTTPS
+//!   store                                           one Storage interface: local, S3, HTTPS;
+//!                                                   a shared store behind the local one
 //!   base                                            digests and verifying I/O, progress,
 //!                                                   processes, container executors, signatures
 //! ```
 //!
 //! - [`base`] uses nothing of bootforge; every other module may use it.
 //! - [`store`] is the content-addressed layout and the one [`store::Storage`] interface
-//!   over a local directory, an S3 bucket prefix and a read-only HTTPS copy; it uses only
-//!   `base`.
+//!   over a local directory, an S3 bucket prefix and a read-only HTTPS copy, and
+//!   [`store::Shared`], a remote store other machines fill, consulted after the local one
+//!   (`build` looks results up through it and pushes them); it uses only `base`.
 //! - [`recipe`] parses and validates recipes (uses `base`); [`source`] turns their pinned
 //!   sources into build trees (uses `recipe`, `store`); [`build`] computes action keys and
 //!   runs steps in pinned toolchains (uses `recipe`, `source`, `store`); [`package`] writes

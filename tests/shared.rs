@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+use crate::common::http::HttpServer;
 use crate::common::media::{GRUB_PROFILE, grub_profile, iso_profile, write_profile};
 use crate::common::s3::{S3Server, build_files};
 use crate::common::{Env, Run, deb, noise, root, sha256_hex, toolchain_record_path};
@@ -580,6 +581,32 @@ fn a_second_machine_imports_a_toolchain_from_the_bucket_instead_of_debootstrappi
         b.store()
             .join(pushed.replace("/test.", "/pulled."))
             .is_file()
+    );
+    b.assert_store_intact();
+}
+
+#[test]
+fn a_read_only_consumer_takes_builds_and_media_over_plain_http() {
+    let a = Env::new();
+    let s3 = S3Server::start(&a);
+    let profile = grub_profile(&a);
+    let package = package_args(&profile);
+    on_recipes(&s3, &a, &strs(&package)).ok();
+    // Any web server in front of the prefix: here, the bucket's own files.
+    let web = HttpServer::serve_dir(s3.data.join(crate::common::s3::BUCKET), None);
+    let url = web.url(SHARED);
+
+    let b = machine(&a);
+    let mut cmd = b.cmd();
+    cmd.env("BOOTFORGE_RECIPES", b.recipes_dir())
+        .args(["--json", "--remote", &url, "--no-build"])
+        .args(&package);
+    let medium = Run::from(cmd.output().unwrap()).ok().json();
+    assert_eq!(medium["containers_started"], 0, "{medium}");
+    let asked = web.requests();
+    assert!(
+        asked.iter().any(|p| p.starts_with("/shared/actions/")),
+        "the entries did not come over HTTP: {asked:?}"
     );
     b.assert_store_intact();
 }

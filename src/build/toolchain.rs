@@ -141,26 +141,31 @@ fn recorded_shared(
         .filter(|r| r.spec_sha256 == spec.digest.hex() && r.arch == host_arch()))
 }
 
-/// `toolchain pull`: makes `spec`'s image ready in the engine from a rootfs already built,
-/// in this store or the shared one; never debootstrap. For warming a builder up.
+/// `toolchain pull`: makes `spec`'s toolchain ready on this machine (record, rootfs and
+/// image) from a rootfs built before, in this store or the shared one; never debootstrap.
+/// For warming a builder up.
 pub fn pull(spec: &LoadedSpec, settings: &super::Settings) -> Result<ToolchainRecord> {
+    let _lock = settings.store.lock_shared()?;
     let record = match recorded_here(&settings.store, spec)? {
         Ok(r) => r,
-        Err(why) => recorded_shared(spec, settings)?.with_context(|| {
-            let shared = match &settings.shared {
-                Some(s) => format!(" nor in {}", s.location()),
-                None => String::new(),
-            };
-            format!(
-                "toolchain {}: no rootfs built from this spec for {} here ({why}){shared}; \
-                 `bootforge toolchain build {}` makes one",
-                spec.name,
-                host_arch(),
-                spec.name
-            )
-        })?,
+        Err(why) => {
+            let r = recorded_shared(spec, settings)?.with_context(|| {
+                let shared = match &settings.shared {
+                    Some(s) => format!(" nor in {}", s.location()),
+                    None => String::new(),
+                };
+                format!(
+                    "toolchain {}: no rootfs built from this spec for {} here ({why}){shared}; \
+                     `bootforge toolchain build {}` makes one",
+                    spec.name,
+                    host_arch(),
+                    spec.name
+                )
+            })?;
+            pull_rootfs(&r, settings)?;
+            r
+        }
     };
-    let _lock = settings.store.lock_shared()?;
     ensure_image(&Toolchain::Spec(record.clone()), settings)?;
     share_record(&record, settings)?;
     Ok(record)
@@ -239,32 +244,44 @@ pub fn ensure_image(t: &Toolchain, settings: &super::Settings) -> Result<()> {
         if settings.executor.has_image(&r.image) {
             return Ok(());
         }
-        if !store.has_blob(&r.rootfs)
-            && let Some(shared) = &settings.shared
-        {
-            let from = shared.storage();
-            let size = from.head(&layout::blob(&r.rootfs))?.with_context(|| {
-                format!(
-                    "toolchain {}: its rootfs {} is neither here nor in {}",
-                    r.name,
-                    r.rootfs,
-                    shared.location()
-                )
-            })?;
-            eprintln!(
-                "[toolchain {}] pulling rootfs {} from {}",
-                r.name,
-                r.rootfs,
-                shared.location()
-            );
-            store.pull_blob(from, &r.rootfs, size)?;
-            store.write_json(&layout::toolchain(&r.name, &r.arch), r)?;
+        if !store.has_blob(&r.rootfs) {
+            pull_rootfs(r, settings)?;
         }
         settings
             .executor
             .ensure_image(&r.image, &store.blob_path(&r.rootfs))?;
     }
     Ok(())
+}
+
+/// Copies a shared record's rootfs into this store, verified as it streams, then records
+/// the toolchain here: a record is a promise that its blob is in the store.
+fn pull_rootfs(r: &ToolchainRecord, settings: &super::Settings) -> Result<()> {
+    let store = &settings.store;
+    let Some(shared) = &settings.shared else {
+        bail!(
+            "toolchain {}: its rootfs {} is not in the store (and there is no --remote)",
+            r.name,
+            r.rootfs
+        );
+    };
+    let from = shared.storage();
+    let size = from.head(&layout::blob(&r.rootfs))?.with_context(|| {
+        format!(
+            "toolchain {}: its rootfs {} is neither here nor in {}",
+            r.name,
+            r.rootfs,
+            shared.location()
+        )
+    })?;
+    eprintln!(
+        "[toolchain {}] pulling rootfs {} from {}",
+        r.name,
+        r.rootfs,
+        shared.location()
+    );
+    store.pull_blob(from, &r.rootfs, size)?;
+    store.write_json(&layout::toolchain(&r.name, &r.arch), r)
 }
 
 /// Files whose content depends on when or where debootstrap ran, not on what it installed.

@@ -5,6 +5,9 @@
 //! - An S3 bucket prefix ([`s3`]: AWS, Garage, MinIO, s3s …) and a read-only HTTPS copy
 //!   ([`http`]) hold the same layout.
 //!
+//! - [`Shared`] puts one of them behind this machine's store, for fleets: pulls verified as
+//!   they stream, pushes blobs first, signatures on what is pushed.
+//!
 //! All three implement [`Storage`], and [`open`] turns a [`Location`] (`./cache`,
 //! `s3://bucket/prefix`, `https://host/prefix`) into one. A blob read through
 //! [`read_blob_into`] is checked against its sha256 as it streams, whatever the backend; an
