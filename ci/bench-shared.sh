@@ -7,7 +7,8 @@
 #      iPXE recipe through --mirror (once: a cold build takes minutes);
 #   2. a toolchain image on a second machine: `toolchain pull` (the rootfs from the bucket,
 #      verified, imported into podman) against `toolchain build` (debootstrap), for the
-#      test spec and for iPXE's;
+#      test spec and for iPXE's, and the pull against `podman import` of the same rootfs
+#      alone (the floor both pay);
 #   3. N shards on N processes against one process, for a set of fixture recipes
 #      (`build --all --shard I/N` at once against `build --all`), each into a fresh prefix.
 # Needs what ci/test.sh needs (root, podman, runc, debootstrap, a Debian mirror, s3s-fs).
@@ -23,6 +24,7 @@ bench_start
 # Copies of the recipes: `toolchain build` rewrites a spec's .lock beside it.
 cp -r tests/fixtures "$work/fixtures"
 cp -r recipes "$work/recipes"
+cp -r embed "$work/embed" # the iPXE recipe's template, ../embed from its directory
 fixtures="$work/fixtures/recipes"
 
 # Runs bootforge as machine $1 (its own store) against the shared prefix $2.
@@ -50,6 +52,13 @@ for spec in test ipxe; do
   pulled=$(ms "$t")
   podman image exists "$image" || { echo "toolchain pull $spec did not import $image" >&2; exit 1; }
   row "toolchain \`$spec\` on a second machine: \`toolchain build\` (debootstrap) vs \`toolchain pull\` (bucket)" "$built" "$pulled"
+  # The floor both share: podman unpacking the same rootfs into its layer store.
+  podman rmi -f "$image" >/dev/null
+  rootfs=$(find "$work/machine-b/blobs" -type f -size +100M | head -1)
+  t=$(date +%s%N)
+  podman import "$rootfs" "$image" >/dev/null 2>&1
+  imported=$(ms "$t")
+  row "toolchain \`$spec\`: \`toolchain pull\` vs \`podman import\` of the same rootfs alone ($(du -m "$rootfs" | cut -f1) MB)" "$pulled" "$imported"
 done
 
 # 1. A builds cold and pushes; B, an empty store, takes it.

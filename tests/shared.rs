@@ -192,6 +192,20 @@ fn builders_and_an_empty_packager_share_a_garage_cluster() {
         );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
+
+    // 6. Every block on node 1's disk (the node that serves the S3 API) corrupted: Garage
+    //    checks each block's hash and reads another replica, bootforge checks the blob's
+    //    sha256; the corrupt copy is never used.
+    let corrupted = garage.corrupt_node_blocks(1);
+    assert!(corrupted >= 24, "only {corrupted} blocks on node 1");
+    let h = machine(&f);
+    let again = on_recipes(&garage, &h, &["build", "payload"]).ok().json();
+    assert_eq!(again["builds"][0]["origin"], "remote", "{again}");
+    assert_eq!(
+        again["builds"][0]["outputs"], pulled["builds"][0]["outputs"],
+        "{again}"
+    );
+    h.assert_store_intact();
 }
 
 #[test]

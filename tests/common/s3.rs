@@ -280,6 +280,28 @@ impl S3Server {
         ));
     }
 
+    /// Flips one byte in every data block node `n` of a Garage cluster holds on disk,
+    /// returning how many it changed: what a failing disk does behind the server's back.
+    pub fn corrupt_node_blocks(&self, n: usize) -> usize {
+        fn walk(dir: &Path, changed: &mut usize) {
+            for entry in fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, changed);
+                } else if fs::metadata(&path).unwrap().len() > 64 {
+                    let mut bytes = fs::read(&path).unwrap();
+                    let mid = bytes.len() / 2;
+                    bytes[mid] ^= 0xff;
+                    fs::write(&path, bytes).unwrap();
+                    *changed += 1;
+                }
+            }
+        }
+        let mut changed = 0;
+        walk(&self.data.join(format!("node{n}/data")), &mut changed);
+        changed
+    }
+
     /// The cluster's status as `garage status` prints it.
     pub fn garage_status(&self) -> String {
         garage(&self.data.join("node1/garage.toml"), &["status"]).stdout
