@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::common::http::HttpServer;
 use crate::common::media::{GRUB_PROFILE, grub_profile, iso_profile, write_profile};
 use crate::common::s3::{S3Server, build_files};
-use crate::common::{Env, Run, deb, noise, root, sha256_hex, toolchain_record_path};
+use crate::common::{Env, Run, deb, noise, output, root, sha256_hex, toolchain_record_path};
 
 const SHARED: &str = "shared";
 
@@ -548,7 +548,7 @@ fn no_build_takes_from_the_stores_or_names_what_they_lack() {
 }
 
 #[test]
-fn a_second_machine_imports_a_toolchain_from_the_bucket_instead_of_debootstrapping() {
+fn a_second_machine_mounts_a_toolchain_from_the_bucket_instead_of_debootstrapping() {
     let a = Env::new();
     let s3 = S3Server::start(&a);
     on(&s3, &a, &["build", "hello"]).ok();
@@ -582,19 +582,71 @@ fn a_second_machine_imports_a_toolchain_from_the_bucket_instead_of_debootstrappi
         .ok()
         .says(&["pulling rootfs"]);
     assert_eq!(pulled.json()["image"], image.as_str(), "{pulled}");
-    let exists = Command::new("podman")
-        .args(["image", "exists", &image])
-        .status()
-        .unwrap();
-    Command::new("podman")
-        .args(["rmi", "-f", &image])
-        .output()
-        .unwrap();
-    assert!(exists.success(), "{image} was not imported");
+    let squashfs = record["squashfs"]
+        .as_str()
+        .expect("the record names a squashfs");
+    let hex = squashfs.trim_start_matches("sha256:");
+    assert!(b.store().join("blobs/sha256").join(hex).is_file());
     assert!(
         b.store()
             .join(pushed.replace("/test.", "/pulled."))
             .is_file()
+    );
+    // Steps run on the squashfs mounted, in a mount namespace of their own: nothing is
+    // unpacked, and nothing stays mounted.
+    let recipe = b.make_project(
+        "onpulled",
+        "all:\n\tgcc --version | head -1 > version.txt\n",
+        "steps:\n  - name: make\n    run: [make]\noutputs: [version.txt]\n",
+    );
+    fs::write(
+        &recipe,
+        fs::read_to_string(&recipe)
+            .unwrap()
+            .replace("toolchain: test", "toolchain: pulled"),
+    )
+    .unwrap();
+    let built = on_recipes(&s3, &b, &["build", "onpulled"]).ok();
+    assert!(!built.stderr.contains("importing"), "{built}");
+    assert_eq!(
+        built.json()["builds"][0]["containers_started"],
+        1,
+        "{built}"
+    );
+    let version = b.blob(&output(&built.json()["builds"][0], "version.txt"));
+    assert!(version.starts_with(b"gcc (Debian"), "{built}");
+    let exists = Command::new("podman")
+        .args(["image", "exists", &image])
+        .status()
+        .unwrap();
+    assert!(!exists.success(), "{image} was imported, not mounted");
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&b.path().display().to_string()),
+        "{mounts}"
+    );
+    // The same tree imported as an image, as the machine that built it runs it: a rebuild
+    // there is byte-identical.
+    let rootfs = record["rootfs"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let imported = Command::new("podman")
+        .arg("import")
+        .arg(b.store().join("blobs/sha256").join(rootfs))
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{imported:?}");
+    let checked = on_recipes(&s3, &b, &["build", "onpulled", "--check"]);
+    Command::new("podman")
+        .args(["rmi", "-f", &image])
+        .output()
+        .unwrap();
+    let checked = checked.ok().json();
+    assert_eq!(
+        checked["builds"][0]["checked_against"], "the cached build",
+        "{checked}"
     );
     b.assert_store_intact();
 }

@@ -58,7 +58,16 @@ pub struct StepCommand<'a> {
     pub env: &'a [(String, String)],
     /// Container name, so a timed-out container can be killed by name.
     pub name: &'a str,
+    /// Run on this squashfs image of `image`'s rootfs instead of the engine's image, mounted
+    /// at the mount point (an empty directory) in a mount namespace of the step's own, so
+    /// nothing of it outlives the step, however it ends (podman as root; see
+    /// [`Executor::can_mount_rootfs`]).
+    pub squashfs: Option<(&'a Path, &'a Path)>,
 }
+
+/// Mounts `$1` (a squashfs) read-only on `$2`, then becomes the rest of its arguments: run
+/// by `unshare --mount` so the mount is the step's alone.
+const MOUNT_THEN_EXEC: &str = r#"mount -t squashfs -o loop,ro "$1" "$2" && shift 2 && exec "$@""#;
 
 impl Executor {
     /// Checks that the engine is installed and answers, with the fix in the error.
@@ -114,7 +123,18 @@ impl Executor {
                 .envs(step.env.iter().map(|(k, v)| (k, v)));
             return c;
         }
-        let mut c = Command::new(self.kind.name());
+        let mut c = match step.squashfs {
+            Some((image, mount)) => {
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                    .args([MOUNT_THEN_EXEC, "sh"])
+                    .arg(image)
+                    .arg(mount)
+                    .arg(self.kind.name());
+                c
+            }
+            None => Command::new(self.kind.name()),
+        };
         c.args([
             "run",
             "--rm",
@@ -135,7 +155,11 @@ impl Executor {
         for (k, v) in step.env {
             c.arg("-e").arg(format!("{k}={v}"));
         }
-        c.arg(step.image.expect("container steps have an image"));
+        match step.squashfs {
+            // `:O`: an overlay over the read-only mount takes the step's writes.
+            Some((_, mount)) => c.arg("--rootfs").arg(format!("{}:O", mount.display())),
+            None => c.arg(step.image.expect("container steps have an image")),
+        };
         c.args(step.argv);
         c
     }
@@ -149,6 +173,16 @@ impl Executor {
                 .stderr(Stdio::null())
                 .status();
         }
+    }
+
+    /// Whether steps can run on a mounted squashfs rootfs instead of an imported image:
+    /// podman (docker has no `--rootfs`), as root (mounting needs it), with `unshare` and
+    /// `mount` from util-linux.
+    pub fn can_mount_rootfs(&self) -> bool {
+        self.kind == ExecutorKind::Podman
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            && unsafe { libc::geteuid() } == 0
+            && ["unshare", "mount"].iter().all(|t| which(t))
     }
 
     /// Whether the engine has `image` already.
@@ -184,4 +218,10 @@ impl Executor {
         }
         Ok(())
     }
+}
+
+/// Whether `tool` is on PATH.
+pub fn which(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
 }

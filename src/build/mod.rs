@@ -417,16 +417,19 @@ pub fn build(settings: &Settings, recipe: &LoadedRecipe, req: &Request) -> Resul
     }
 
     settings.may_run(&format!("recipe {}: action {key}", recipe.name))?;
-    if !matches!(toolchain, Toolchain::None) {
+    let squashfs = if matches!(toolchain, Toolchain::None) {
+        None
+    } else {
         settings.executor.check_available()?;
-        toolchain::ensure_image(&toolchain, settings)?;
-    }
+        toolchain::ensure_image(&toolchain, settings)?
+    };
     let fetched = source::fetch(recipe, store, &settings.mirrors)
         .with_context(|| format!("recipe {}: fetching its source", recipe.name))?;
     let run = Run {
         settings,
         prepared: &prepared,
         toolchain: &toolchain,
+        squashfs: squashfs.as_deref(),
         key: &key,
         inputs: &inputs,
         fetched: &fetched,
@@ -527,7 +530,8 @@ pub fn run_tool(
         Ok(t) => t,
         Err(_) => bail!("recipe {}: its toolchain is not built", recipe.name),
     };
-    toolchain::ensure_image(&toolchain, settings)?;
+    let squashfs = toolchain::ensure_image(&toolchain, settings)?;
+    let mount = store.temp_dir("rootfs-")?;
     let env = [
         ("TZ".to_owned(), "UTC".to_owned()),
         ("LC_ALL".to_owned(), "C".to_owned()),
@@ -546,6 +550,7 @@ pub fn run_tool(
             argv,
             env: &env,
             name: &name,
+            squashfs: squashfs.as_deref().map(|sq| (sq, mount.path())),
         })
         .stdin(std::process::Stdio::null())
         .output()

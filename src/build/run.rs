@@ -26,6 +26,8 @@ pub(super) struct Run<'a> {
     pub settings: &'a Settings,
     pub prepared: &'a Prepared<'a>,
     pub toolchain: &'a Toolchain,
+    /// The toolchain's squashfs to run on mounted, if not on its image.
+    pub squashfs: Option<&'a Path>,
     pub key: &'a str,
     pub inputs: &'a KeyInputs,
     pub fetched: &'a source::Fetched,
@@ -37,6 +39,8 @@ struct Workspace {
     _work: tempfile::TempDir,
     tree: PathBuf,
     embed_dir: Option<PathBuf>,
+    /// Where a step mounts the toolchain's squashfs, in a mount namespace of its own.
+    mount: PathBuf,
     log_path: PathBuf,
     log: fs::File,
     epoch: i64,
@@ -118,7 +122,10 @@ impl Run<'_> {
             None => None,
         };
         let log_path = work.path().join("build.log");
+        let mount = work.path().join("rootfs");
+        fs::create_dir(&mount)?;
         Ok(Workspace {
+            mount,
             log: fs::File::create(&log_path)?,
             log_path,
             tree,
@@ -194,6 +201,7 @@ impl Run<'_> {
             argv: &argv,
             env: &env,
             name: &container,
+            squashfs: self.squashfs.map(|sq| (sq, ws.mount.as_path())),
         });
         let timeout = self
             .prepared

@@ -2,7 +2,7 @@
 //! normalised rootfs tarball kept in the store, and resolving a recipe's toolchain to an image.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
@@ -27,6 +27,10 @@ pub struct ToolchainRecord {
     /// The rootfs tarball blob: the toolchain's identity.
     pub rootfs: Digest,
     pub size: u64,
+    /// The same tree as a squashfs image, which podman runs on mounted, so a machine that
+    /// pulls the toolchain need not unpack it (absent where `mksquashfs` was not installed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub squashfs: Option<Digest>,
     pub image: String,
     pub suite: String,
     /// Resolved `package=version` for everything installed, sorted.
@@ -208,10 +212,12 @@ fn share_record(r: &ToolchainRecord, settings: &super::Settings) -> Result<()> {
     if let Some(shared) = &settings.shared
         && settings.store.has_blob(&r.rootfs)
     {
+        let mut blobs = vec![r.rootfs];
+        blobs.extend(r.squashfs.filter(|d| settings.store.has_blob(d)));
         let pushed = shared.push_document(
             &settings.store,
             &layout::toolchain(&r.name, &r.arch),
-            &[r.rootfs],
+            &blobs,
         );
         shared.tolerate(pushed, ())?;
     }
@@ -236,22 +242,30 @@ pub fn resolve_shared(
     })
 }
 
-/// Makes sure a resolved toolchain's image exists in the engine, importing its rootfs (from
-/// the shared store when this one lacks it: much faster than debootstrap).
-pub fn ensure_image(t: &Toolchain, settings: &super::Settings) -> Result<()> {
+/// Makes a resolved toolchain ready to run (its rootfs pulled from the shared store when
+/// this one lacks it: much faster than debootstrap) and says how: `Some(squashfs)` to run
+/// steps on that image mounted, `None` on the engine's image (imported when missing, where
+/// mounting is not possible or the record has no squashfs).
+pub fn ensure_image(t: &Toolchain, settings: &super::Settings) -> Result<Option<PathBuf>> {
     let store = &settings.store;
-    if let Toolchain::Spec(r) = t {
-        if settings.executor.has_image(&r.image) {
-            return Ok(());
-        }
-        if !store.has_blob(&r.rootfs) {
-            pull_rootfs(r, settings)?;
-        }
-        settings
-            .executor
-            .ensure_image(&r.image, &store.blob_path(&r.rootfs))?;
+    let Toolchain::Spec(r) = t else {
+        return Ok(None);
+    };
+    if settings.executor.has_image(&r.image) {
+        return Ok(None);
     }
-    Ok(())
+    if !store.has_blob(&r.rootfs) || r.squashfs.is_some_and(|d| !store.has_blob(&d)) {
+        pull_rootfs(r, settings)?;
+    }
+    if let Some(sq) = r.squashfs
+        && settings.executor.can_mount_rootfs()
+    {
+        return Ok(Some(store.blob_path(&sq)));
+    }
+    settings
+        .executor
+        .ensure_image(&r.image, &store.blob_path(&r.rootfs))?;
+    Ok(None)
 }
 
 /// Copies a shared record's rootfs into this store, verified as it streams, then records
@@ -281,6 +295,16 @@ fn pull_rootfs(r: &ToolchainRecord, settings: &super::Settings) -> Result<()> {
         shared.location()
     );
     store.pull_blob(from, &r.rootfs, size)?;
+    if let Some(sq) = r.squashfs {
+        let size = from.head(&layout::blob(&sq))?.with_context(|| {
+            format!(
+                "toolchain {}: its squashfs {sq} is not in {}",
+                r.name,
+                shared.location()
+            )
+        })?;
+        store.pull_blob(from, &sq, size)?;
+    }
     store.write_json(&layout::toolchain(&r.name, &r.arch), r)
 }
 
@@ -356,6 +380,7 @@ pub fn build(spec: &LoadedSpec, settings: &super::Settings) -> Result<ToolchainR
     .arg(".");
     run_quiet(tar, "tar", work.path())?;
     let stored = store.put_file(&tarball)?;
+    let squashfs = squashfs(spec, &rootfs, work.path(), settings)?;
     let image = format!(
         "localhost/bootforge-{}:{}",
         spec.name,
@@ -368,6 +393,7 @@ pub fn build(spec: &LoadedSpec, settings: &super::Settings) -> Result<ToolchainR
         spec_sha256: spec.digest.hex(),
         rootfs: stored.digest,
         size: stored.size,
+        squashfs,
         image,
         suite: spec.spec.suite.clone(),
         packages,
@@ -381,6 +407,45 @@ pub fn build(spec: &LoadedSpec, settings: &super::Settings) -> Result<ToolchainR
     }
     write_lock_file(spec, &record)?;
     Ok(record)
+}
+
+/// The rootfs as a squashfs image in the store, made as reproducibly as the tarball (every
+/// file root's, every time the spec's epoch, no xattrs, sorted), if `mksquashfs` is here.
+fn squashfs(
+    spec: &LoadedSpec,
+    rootfs: &Path,
+    work: &Path,
+    settings: &super::Settings,
+) -> Result<Option<Digest>> {
+    if !crate::base::executor::which("mksquashfs") {
+        eprintln!(
+            "[toolchain {}] no mksquashfs (Debian: squashfs-tools): other machines will unpack \
+             the rootfs instead of mounting it",
+            spec.name
+        );
+        return Ok(None);
+    }
+    eprintln!("[toolchain {}] making its squashfs", spec.name);
+    let image = work.join("rootfs.sqfs");
+    let epoch = spec.spec.epoch.to_string();
+    let mut mk = Command::new("mksquashfs");
+    mk.arg(rootfs).arg(&image).args([
+        "-noappend",
+        "-no-progress",
+        "-quiet",
+        "-all-root",
+        "-no-xattrs",
+        "-comp",
+        "zstd",
+        "-Xcompression-level",
+        "3",
+        "-mkfs-time",
+        &epoch,
+        "-all-time",
+        &epoch,
+    ]);
+    run_quiet(mk, "mksquashfs", work)?;
+    Ok(Some(settings.store.put_file(&image)?.digest))
 }
 
 /// debootstrap, then the spec's packages.

@@ -85,7 +85,10 @@ fn toolchain_ready(store: &Path) -> bool {
         .as_str()
         .unwrap()
         .trim_start_matches("sha256:");
-    rec["spec_sha256"] == spec_hex.as_str() && store.join("blobs/sha256").join(rootfs).is_file()
+    // One made before toolchains had a squashfs is made again: the tests run steps on it.
+    rec["spec_sha256"] == spec_hex.as_str()
+        && store.join("blobs/sha256").join(rootfs).is_file()
+        && rec["squashfs"].is_string()
 }
 
 /// A Debian binary package downloaded by `ci/test.sh` (`apt-get download NAME`) into
@@ -217,14 +220,13 @@ impl Env {
         let dir = tempfile::tempdir_in(tmp_root()).unwrap();
         let env = Env { dir };
         let rec = toolchain_record(shared).expect("toolchain record");
-        let rootfs = rec["rootfs"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("sha256:");
         let blobs = env.store().join("blobs/sha256");
         fs::create_dir_all(&blobs).unwrap();
         fs::create_dir_all(env.store().join("toolchains")).unwrap();
-        fs::hard_link(shared.join("blobs/sha256").join(rootfs), blobs.join(rootfs)).unwrap();
+        for blob in ["rootfs", "squashfs"] {
+            let hex = rec[blob].as_str().unwrap().trim_start_matches("sha256:");
+            fs::hard_link(shared.join("blobs/sha256").join(hex), blobs.join(hex)).unwrap();
+        }
         fs::copy(
             shared.join(toolchain_record_path()),
             env.store().join(toolchain_record_path()),
