@@ -531,7 +531,10 @@ pub fn run_tool(
         Err(_) => bail!("recipe {}: its toolchain is not built", recipe.name),
     };
     let squashfs = toolchain::ensure_image(&toolchain, settings)?;
-    let mount = store.temp_dir("rootfs-")?;
+    let mount = match squashfs {
+        Some(_) => Some(store.temp_dir("rootfs-")?),
+        None => None,
+    };
     let env = [
         ("TZ".to_owned(), "UTC".to_owned()),
         ("LC_ALL".to_owned(), "C".to_owned()),
@@ -550,7 +553,7 @@ pub fn run_tool(
             argv,
             env: &env,
             name: &name,
-            squashfs: squashfs.as_deref().map(|sq| (sq, mount.path())),
+            squashfs: squashfs.as_deref().zip(mount.as_ref().map(|m| m.path())),
         })
         .stdin(std::process::Stdio::null())
         .output()

@@ -37,6 +37,14 @@ pub struct ToolchainRecord {
     pub packages: Vec<String>,
 }
 
+impl ToolchainRecord {
+    /// The blobs the record names, each with what it is: what a store holding the record
+    /// holds too.
+    pub fn blobs(&self) -> impl Iterator<Item = (&'static str, Digest)> {
+        std::iter::once(("rootfs", self.rootfs)).chain(self.squashfs.map(|d| ("squashfs", d)))
+    }
+}
+
 fn this_arch() -> String {
     host_arch().to_owned()
 }
@@ -166,7 +174,7 @@ pub fn pull(spec: &LoadedSpec, settings: &super::Settings) -> Result<ToolchainRe
                     spec.name
                 )
             })?;
-            pull_rootfs(&r, settings)?;
+            pull_blobs(&r, settings)?;
             r
         }
     };
@@ -212,8 +220,11 @@ fn share_record(r: &ToolchainRecord, settings: &super::Settings) -> Result<()> {
     if let Some(shared) = &settings.shared
         && settings.store.has_blob(&r.rootfs)
     {
-        let mut blobs = vec![r.rootfs];
-        blobs.extend(r.squashfs.filter(|d| settings.store.has_blob(d)));
+        let blobs: Vec<Digest> = r
+            .blobs()
+            .map(|(_, d)| d)
+            .filter(|d| settings.store.has_blob(d))
+            .collect();
         let pushed = shared.push_document(
             &settings.store,
             &layout::toolchain(&r.name, &r.arch),
@@ -254,8 +265,8 @@ pub fn ensure_image(t: &Toolchain, settings: &super::Settings) -> Result<Option<
     if settings.executor.has_image(&r.image) {
         return Ok(None);
     }
-    if !store.has_blob(&r.rootfs) || r.squashfs.is_some_and(|d| !store.has_blob(&d)) {
-        pull_rootfs(r, settings)?;
+    if r.blobs().any(|(_, d)| !store.has_blob(&d)) {
+        pull_blobs(r, settings)?;
     }
     if let Some(sq) = r.squashfs
         && settings.executor.can_mount_rootfs()
@@ -268,42 +279,32 @@ pub fn ensure_image(t: &Toolchain, settings: &super::Settings) -> Result<Option<
     Ok(None)
 }
 
-/// Copies a shared record's rootfs into this store, verified as it streams, then records
-/// the toolchain here: a record is a promise that its blob is in the store.
-fn pull_rootfs(r: &ToolchainRecord, settings: &super::Settings) -> Result<()> {
+/// Copies the blobs of a shared record that this store lacks (its rootfs, its squashfs),
+/// each verified as it streams, then records the toolchain here: a record is a promise
+/// that its blobs are in the store.
+fn pull_blobs(r: &ToolchainRecord, settings: &super::Settings) -> Result<()> {
     let store = &settings.store;
-    let Some(shared) = &settings.shared else {
-        bail!(
-            "toolchain {}: its rootfs {} is not in the store (and there is no --remote)",
-            r.name,
-            r.rootfs
-        );
-    };
-    let from = shared.storage();
-    let size = from.head(&layout::blob(&r.rootfs))?.with_context(|| {
-        format!(
-            "toolchain {}: its rootfs {} is neither here nor in {}",
-            r.name,
-            r.rootfs,
-            shared.location()
-        )
-    })?;
-    eprintln!(
-        "[toolchain {}] pulling rootfs {} from {}",
-        r.name,
-        r.rootfs,
-        shared.location()
-    );
-    store.pull_blob(from, &r.rootfs, size)?;
-    if let Some(sq) = r.squashfs {
-        let size = from.head(&layout::blob(&sq))?.with_context(|| {
+    for (what, d) in r.blobs().filter(|(_, d)| !store.has_blob(d)) {
+        let Some(shared) = &settings.shared else {
+            bail!(
+                "toolchain {}: its {what} {d} is not in the store (and there is no --remote)",
+                r.name
+            );
+        };
+        let from = shared.storage();
+        let size = from.head(&layout::blob(&d))?.with_context(|| {
             format!(
-                "toolchain {}: its squashfs {sq} is not in {}",
+                "toolchain {}: its {what} {d} is neither here nor in {}",
                 r.name,
                 shared.location()
             )
         })?;
-        store.pull_blob(from, &sq, size)?;
+        eprintln!(
+            "[toolchain {}] pulling {what} {d} from {}",
+            r.name,
+            shared.location()
+        );
+        store.pull_blob(from, &d, size)?;
     }
     store.write_json(&layout::toolchain(&r.name, &r.arch), r)
 }
