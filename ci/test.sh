@@ -13,11 +13,22 @@ export BOOTFORGE_CONTAINER_ARGS="${BOOTFORGE_CONTAINER_ARGS---runtime runc --uli
 debs="${BOOTFORGE_TEST_DEBS:-$PWD/target/debs}"
 export BOOTFORGE_TEST_DEBS="$debs"
 mkdir -p "$debs"
-for pkg in grub-efi-amd64-bin grub-pc-bin isolinux syslinux-common pxelinux ipxe; do
+for pkg in grub-efi-amd64-bin grub-pc-bin isolinux syslinux-common pxelinux ipxe \
+  shim-signed shim-helpers-amd64-signed; do
   if ! ls "$debs/${pkg}"_*.deb >/dev/null 2>&1; then
     (cd "$debs" && apt-get download -q "$pkg")
   fi
 done
+# The Secure Boot tests sign a newer iPXE than bookworm's (2019, without the .sbat section
+# shim demands or autoexec.ipxe): trixie's, pinned by the SHA256 of trixie's Packages index.
+ipxe_trixie="$debs/ipxe-trixie_1.21.1+git20250501.dad20602+dfsg-1_all.deb"
+if [ ! -f "$ipxe_trixie" ]; then
+  curl -fsSLo "$ipxe_trixie.part" \
+    http://deb.debian.org/debian/pool/main/i/ipxe/ipxe_1.21.1+git20250501.dad20602+dfsg-1_all.deb
+  echo "eeaca79dbde0fb86c102bf1d362c6f6a67ed0ddab38b3dd12e1b332339f5dd99  $ipxe_trixie.part" \
+    | sha256sum -c --quiet
+  mv "$ipxe_trixie.part" "$ipxe_trixie"
+fi
 
 # A real S3 server for the publish tests (s3s-fs: SigV4 auth, multipart). Compiled once
 # (about 5 minutes) into a cache outside the checkout, so later runs on the machine skip it.

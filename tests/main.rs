@@ -1,7 +1,7 @@
 //! bootforge's end-to-end tests, in one binary. Each module drives the real `bootforge`
 //! binary through the harness in `common` (a private store per test, real tools as the
 //! readers of what it writes): `build`, `embed`, `errors` (bad input), `flash`, `package`,
-//! `publish`, and `reliability` (the suite behind the README's Reliability section).
+//! `publish`, `secure_boot`, and `reliability` (the suite behind the README's Reliability section).
 
 mod common;
 
@@ -12,4 +12,5 @@ mod flash;
 mod package;
 mod publish;
 mod reliability;
+mod secure_boot;
 mod shared;

@@ -63,6 +63,8 @@ pub struct StepCommand<'a> {
     /// nothing of it outlives the step, however it ends (podman as root; see
     /// [`Executor::can_mount_rootfs`]).
     pub squashfs: Option<(&'a Path, &'a Path)>,
+    /// The step reads the caller's stdin (a container is otherwise given none).
+    pub stdin: bool,
 }
 
 /// Mounts `$1` (a squashfs) read-only on `$2`, then becomes the rest of its arguments: run
@@ -143,6 +145,9 @@ impl Executor {
             "--name",
             step.name,
         ]);
+        if step.stdin {
+            c.arg("--interactive");
+        }
         c.args(&self.run_args);
         c.arg("-v")
             .arg(format!("{}:{CONTAINER_SRC}", step.tree.display()));

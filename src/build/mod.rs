@@ -23,7 +23,8 @@ use crate::source::{self, Mirrors, SourceIdentity};
 use crate::store::{Entry, Kind, Origin, Produced, ProducedFile, Shared, Store, layout};
 pub use key::{KeyInputs, SCHEMA};
 use run::Run;
-use toolchain::{Toolchain, Unresolved};
+pub use toolchain::Toolchain;
+use toolchain::Unresolved;
 
 /// Default limit for one step.
 const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
@@ -525,12 +526,27 @@ pub fn run_tool(
     tree: &Path,
     argv: &[String],
 ) -> Result<Vec<u8>> {
-    let (store, executor) = (&settings.store, &settings.executor);
-    let toolchain = match toolchain::resolve(recipe, store, executor)? {
+    let toolchain = match toolchain::resolve(recipe, &settings.store, &settings.executor)? {
         Ok(t) => t,
         Err(_) => bail!("recipe {}: its toolchain is not built", recipe.name),
     };
-    let squashfs = toolchain::ensure_image(&toolchain, settings)?;
+    run_in(settings, &toolchain, tree, None, argv)
+}
+
+/// Runs `argv` in `toolchain` on the files in `tree` (the working directory, writable),
+/// with `stdin` as its standard input (for what must not be written to any disk, such as
+/// a signing key). No network; returns stdout, and stderr in the error when it fails.
+pub fn run_in(
+    settings: &Settings,
+    toolchain: &Toolchain,
+    tree: &Path,
+    stdin: Option<&[u8]>,
+    argv: &[String],
+) -> Result<Vec<u8>> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let (store, executor) = (&settings.store, &settings.executor);
+    let squashfs = toolchain::ensure_image(toolchain, settings)?;
     let mount = match squashfs {
         Some(_) => Some(store.temp_dir("rootfs-")?),
         None => None,
@@ -540,23 +556,38 @@ pub fn run_tool(
         ("LC_ALL".to_owned(), "C".to_owned()),
     ];
     let name = format!("bootforge-tool-{}", std::process::id());
-    let image = match &toolchain {
+    let image = match toolchain {
         Toolchain::Host => None,
         t => t.image(),
     };
-    let out = executor
-        .command(&crate::base::executor::StepCommand {
-            tree,
-            workdir: "",
-            embed_dir: None,
-            image,
-            argv,
-            env: &env,
-            name: &name,
-            squashfs: squashfs.as_deref().zip(mount.as_ref().map(|m| m.path())),
+    let mut command = executor.command(&crate::base::executor::StepCommand {
+        tree,
+        workdir: "",
+        embed_dir: None,
+        image,
+        argv,
+        env: &env,
+        name: &name,
+        squashfs: squashfs.as_deref().zip(mount.as_ref().map(|m| m.path())),
+        stdin: stdin.is_some(),
+    });
+    let mut child = command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
         })
-        .stdin(std::process::Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {}", argv.join(" ")))?;
+    if let Some(bytes) = stdin {
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        // A tool that exits early closes the pipe; its exit status says why.
+        let _ = pipe.write_all(bytes);
+    }
+    let out = child
+        .wait_with_output()
         .with_context(|| format!("running {}", argv.join(" ")))?;
     if !out.status.success() {
         bail!(

@@ -202,6 +202,7 @@ impl Run<'_> {
             env: &env,
             name: &container,
             squashfs: self.squashfs.map(|sq| (sq, ws.mount.as_path())),
+            stdin: false,
         });
         let timeout = self
             .prepared

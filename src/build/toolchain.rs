@@ -187,22 +187,44 @@ pub fn pull(spec: &LoadedSpec, settings: &super::Settings) -> Result<ToolchainRe
 /// same spec (its rootfs is pulled only when something must run), else built here (and then
 /// shared).
 pub fn resolve_or_build(recipe: &LoadedRecipe, settings: &super::Settings) -> Result<Toolchain> {
-    let (spec, why) = match resolve_shared(recipe, settings)? {
+    match resolve_shared(recipe, settings)? {
         Ok(t) => {
             share(&t, settings)?;
-            return Ok(t);
+            Ok(t)
         }
-        Err(Unresolved::NeedsBuild(spec, why)) => (spec, why),
+        Err(Unresolved::NeedsBuild(spec, why)) => {
+            build_for(&spec, why, &format!("recipe {}", recipe.name), settings)
+        }
+    }
+}
+
+/// The toolchain of `spec` for a tool run outside any recipe (`user` says for what, in
+/// messages): found here, in the shared store, or built here; the host under `--executor
+/// host`.
+pub fn for_tool(spec: &LoadedSpec, user: &str, settings: &super::Settings) -> Result<Toolchain> {
+    if !settings.executor.kind.is_container() {
+        return Ok(Toolchain::Host);
+    }
+    let why = match recorded_here(&settings.store, spec)? {
+        Ok(r) => return Ok(Toolchain::Spec(r)),
+        Err(why) => why,
     };
-    settings.may_run(&format!(
-        "recipe {}: toolchain `{}` ({why})",
-        recipe.name, spec.name
-    ))?;
-    eprintln!(
-        "[{}] building toolchain `{}` ({why})",
-        recipe.name, spec.name
-    );
-    let toolchain = Toolchain::Spec(build(&spec, settings)?);
+    if let Some(r) = recorded_shared(spec, settings)? {
+        return Ok(Toolchain::Spec(r));
+    }
+    build_for(spec, why, user, settings)
+}
+
+/// Builds `spec` (never built, or edited: `why`) for `user`, and shares it.
+fn build_for(
+    spec: &LoadedSpec,
+    why: &str,
+    user: &str,
+    settings: &super::Settings,
+) -> Result<Toolchain> {
+    settings.may_run(&format!("{user}: toolchain `{}` ({why})", spec.name))?;
+    eprintln!("[{user}] building toolchain `{}` ({why})", spec.name);
+    let toolchain = Toolchain::Spec(build(spec, settings)?);
     share(&toolchain, settings)?;
     Ok(toolchain)
 }

@@ -181,11 +181,17 @@ pub enum Command {
         #[arg(long, value_name = "URL", value_parser = Location::parse)]
         from: Location,
     },
-    /// Make a minisign key pair for signing publishes: BASE.key (secret) and BASE.pub.
+    /// Make a minisign key pair for signing publishes (BASE.key, secret, and BASE.pub), or
+    /// with --secure-boot NAME a Secure Boot db key and what enrols it.
     Keygen {
         /// Path without extension.
         #[arg(long, default_value = "bootforge", value_name = "BASE")]
         out: PathBuf,
+        /// Make NAME-db.key (0600), NAME-db.crt, NAME-db.esl and NAME-db.auth for firmware,
+        /// and NAME-OVMF_VARS.fd (a VM variable store trusting the cert, Secure Boot on), in
+        /// the `secure-boot` toolchain. NAME may start with a directory.
+        #[arg(long, value_name = "NAME", conflicts_with = "out")]
+        secure_boot: Option<PathBuf>,
     },
     /// Write an image to a USB stick or SD card (or a file), sync, read back and compare.
     Flash {

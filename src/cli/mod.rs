@@ -129,7 +129,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let from = store::open(&from, &config.remote, Access::Read)?;
             out.report(&fetch::ls(from.as_ref())?, render::listing)?;
         }
-        Command::Keygen { out: base } => {
+        Command::Keygen {
+            out: base,
+            secure_boot: None,
+        } => {
             let pair = sign::keygen(&base, config.key_password.as_deref())?;
             out.report(&pair, render::keygen)?;
         }
@@ -261,13 +264,22 @@ fn with_store(out: Output, config: &Config, keys: &Keys, command: Command) -> Re
             let record = build::toolchain::pull(&spec, &settings)?;
             out.show(&record, &record, render::toolchain_record)?;
         }
+        Command::Keygen {
+            secure_boot: Some(name),
+            ..
+        } => {
+            let keys = package::sign::keygen(&settings, recipes, &name)?;
+            out.report(&keys, render::secure_boot_keys)?;
+        }
         Command::Cache { command } => return cache(out, &settings.store, recipes, command),
         publish @ Command::Publish { .. } => {
             cmd_publish(out, &settings, config, keys.sign.as_deref(), publish)?
         }
         Command::Fetch { .. }
         | Command::Ls { .. }
-        | Command::Keygen { .. }
+        | Command::Keygen {
+            secure_boot: None, ..
+        }
         | Command::Flash { .. } => {
             unreachable!("run() handles the commands without a store")
         }

@@ -274,6 +274,32 @@ pub fn keygen(w: &mut dyn Write, k: &crate::base::sign::KeyPair) -> Result<()> {
     )
 }
 
+pub fn secure_boot_keys(w: &mut dyn Write, k: &crate::package::sign::SecureBootKeys) -> Result<()> {
+    writeln!(
+        w,
+        "db key:     {} (keep it secret; mode 0600)",
+        k.key.display()
+    )?;
+    writeln!(
+        w,
+        "cert:       {} (sha256 {})",
+        k.cert.display(),
+        k.cert_sha256
+    )?;
+    writeln!(
+        w,
+        "for firmware: {} (EFI signature list), {} (signed update for db)",
+        k.esl.display(),
+        k.auth.display()
+    )?;
+    writeln!(
+        w,
+        "for VMs:    {} (PK, KEK and db: this cert; Secure Boot on)",
+        k.ovmf_vars.display()
+    )?;
+    writeln!(w, "under shim: mokutil --import {}", k.cert.display())
+}
+
 pub fn flash(w: &mut dyn Write, r: &FlashReport) -> Result<()> {
     writeln!(
         w,

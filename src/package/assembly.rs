@@ -9,9 +9,33 @@ use super::bundle::Entry;
 use super::fat::FatFile;
 use super::inputs::{InputFile, Inputs};
 use super::media::Target;
-use super::profile::{LoadedProfile, Loader};
+use super::profile::{LoadedProfile, Loader, Shim};
+use super::sign::{ToSign, has_sbat};
 use super::template;
+use crate::base::Digest;
 use crate::store::Store;
+
+fn entry(path: &str, f: &InputFile) -> Entry {
+    Entry {
+        path: path.to_owned(),
+        blob: f.blob,
+        size: f.size,
+        mode: 0o644,
+    }
+}
+
+/// Reads entries' blobs into files for a FAT image.
+pub fn fat_files(store: &Store, entries: &[Entry]) -> Result<Vec<FatFile>> {
+    entries
+        .iter()
+        .map(|e| {
+            Ok(FatFile {
+                path: e.path.clone(),
+                data: store.read_blob(&e.blob)?,
+            })
+        })
+        .collect()
+}
 
 /// A medium's files before assembly.
 pub struct Layout {
@@ -20,12 +44,7 @@ pub struct Layout {
 
 impl Layout {
     pub fn add(&mut self, path: &str, f: &InputFile) {
-        self.entries.push(Entry {
-            path: path.to_owned(),
-            blob: f.blob,
-            size: f.size,
-            mode: 0o644,
-        });
+        self.entries.push(entry(path, f));
     }
 
     pub fn add_bytes(&mut self, store: &Store, path: &str, bytes: &[u8]) -> Result<()> {
@@ -41,13 +60,7 @@ impl Layout {
 
     /// The files' bytes, plus the manifest, for media written in one go (ISO, FAT).
     pub fn files(&self, store: &Store, manifest: &[u8]) -> Result<Vec<FatFile>> {
-        let mut files = Vec::new();
-        for e in &self.entries {
-            files.push(FatFile {
-                path: e.path.clone(),
-                data: store.read_blob(&e.blob)?,
-            });
-        }
+        let mut files = fat_files(store, &self.entries)?;
         files.push(FatFile {
             path: "manifest.json".into(),
             data: manifest.to_vec(),
@@ -70,7 +83,8 @@ pub enum Medium {
 
 /// What an ISO or USB disk needs besides its files.
 pub struct DiskParts {
-    pub esp_files: Vec<FatFile>,
+    /// The ESP's own files (the UEFI loaders), beside the medium's.
+    pub esp_files: Vec<Entry>,
     /// The isohdpfx MBR code for the ISO; GRUB's boot.img for the USB disk.
     pub mbr_code: Vec<u8>,
     /// GRUB's i386-pc core image (USB disk only).
@@ -84,9 +98,63 @@ pub struct Assembly<'a, 'i> {
     pub profile: &'a LoadedProfile,
     pub vars: &'a BTreeMap<String, String>,
     pub store: &'a Store,
+    /// The EFI binaries placed, to be signed when the profile has `secure_boot`.
+    pub to_sign: ToSign,
 }
 
 impl Assembly<'_, '_> {
+    /// The file for an EFI role, noted for signing under Secure Boot.
+    fn efi(&mut self, role: &str) -> Result<InputFile> {
+        let f = self.inputs.file(role)?;
+        if self.profile.profile.secure_boot.is_some() {
+            self.to_sign.add(f.blob, format!("`{role}`"));
+        }
+        Ok(f)
+    }
+
+    /// The shim the profile chains through, if any.
+    fn shim(&self) -> Shim {
+        self.profile
+            .profile
+            .secure_boot
+            .as_ref()
+            .map_or(Shim::None, |sb| sb.shim)
+    }
+
+    /// For `shim: debian`: shim and MokManager, and the x86_64 loader (`grubx64.efi`, the
+    /// name shim starts), which must carry the `.sbat` section shim demands.
+    fn shim_files(&mut self, x64_role: &str, loader: &InputFile) -> Result<[InputFile; 2]> {
+        if !has_sbat(&self.store.read_blob(&loader.blob)?) {
+            bail!(
+                "{}: secure_boot.shim: debian: `{x64_role}` has no .sbat section, and shim \
+                 starts nothing without one (iPXE has one since v2.0.0; GRUB with \
+                 `grub-mkimage --sbat`)",
+                self.profile.path.display()
+            );
+        }
+        Ok([
+            self.inputs.file("shimx64.efi")?,
+            self.inputs.file("mmx64.efi")?,
+        ])
+    }
+
+    /// The chain script as `autoexec.ipxe`, where an iPXE that carries no script of its
+    /// own (Debian's, iPXE's upstream-signed build) looks for one: beside itself on the
+    /// boot device (ESP root, TFTP directory).
+    fn autoexec(&self, loader: &InputFile) -> Option<Entry> {
+        if loader.patched {
+            return None;
+        }
+        self.layout
+            .entries
+            .iter()
+            .find(|e| e.path == "chain.ipxe")
+            .map(|e| Entry {
+                path: "autoexec.ipxe".into(),
+                ..e.clone()
+            })
+    }
+
     /// The scripts every medium carries, then the target's own files.
     pub fn assemble(&mut self, target: Target) -> Result<Medium> {
         self.scripts()?;
@@ -146,20 +214,42 @@ impl Assembly<'_, '_> {
             }
             Loader::None => "",
         };
-        match loaders.uefi_x64 {
+        let mut unpatched_ipxe = None;
+        let mut x64 = match loaders.uefi_x64 {
             Loader::Ipxe => {
-                self.layout.add("ipxe.efi", &self.inputs.file("ipxe.efi")?);
-                self.layout
-                    .add("snponly.efi", &self.inputs.file("snponly.efi")?);
+                let ipxe = self.efi("ipxe.efi")?;
+                self.layout.add("ipxe.efi", &ipxe);
+                let snponly = self.efi("snponly.efi")?;
+                self.layout.add("snponly.efi", &snponly);
+                unpatched_ipxe = Some(ipxe.clone());
+                Some(("ipxe.efi", ipxe))
             }
-            Loader::Grub => self
-                .layout
-                .add("grubx64.efi", &self.inputs.file("grubx64.efi")?),
-            Loader::None | Loader::Syslinux => {}
-        }
+            Loader::Grub => {
+                let grub = self.efi("grubx64.efi")?;
+                self.layout.add("grubx64.efi", &grub);
+                Some(("grubx64.efi", grub))
+            }
+            Loader::None | Loader::Syslinux => None,
+        };
         if loaders.uefi_arm64 == Loader::Ipxe {
-            self.layout
-                .add("arm64/snp.efi", &self.inputs.file("snp-arm64.efi")?);
+            let snp = self.efi("snp-arm64.efi")?;
+            self.layout.add("arm64/snp.efi", &snp);
+            unpatched_ipxe.get_or_insert(snp);
+        }
+        if let Some(e) = unpatched_ipxe.and_then(|f| self.autoexec(&f)) {
+            self.layout.entries.push(e);
+        }
+        if self.shim() == Shim::Debian
+            && let Some((role, loader)) = &x64
+        {
+            let [shim, mm] = self.shim_files(role, loader)?;
+            // Shim fetches `grubx64.efi` from the directory it came from.
+            if *role != "grubx64.efi" {
+                self.layout.add("grubx64.efi", loader);
+            }
+            self.layout.add("shimx64.efi", &shim);
+            self.layout.add("mmx64.efi", &mm);
+            x64 = Some(("shimx64.efi", shim));
         }
         let shipped = |p: &str| {
             if self.layout.has(p) {
@@ -170,11 +260,7 @@ impl Assembly<'_, '_> {
         };
         let mut dhcp_vars = self.vars.clone();
         dhcp_vars.insert("bios_file".into(), shipped(bios_file));
-        let x64 = if loaders.uefi_x64 == Loader::Grub {
-            "grubx64.efi"
-        } else {
-            "ipxe.efi"
-        };
+        let x64 = x64.map_or("", |(role, _)| role);
         dhcp_vars.insert("uefi_x64_file".into(), shipped(x64));
         dhcp_vars.insert("uefi_arm64_file".into(), shipped("arm64/snp.efi"));
         for (name, tmpl) in [
@@ -223,8 +309,11 @@ impl Assembly<'_, '_> {
         let config = template::render(&self.profile.template("config.txt.j2"), self.vars)?;
         self.layout
             .add_bytes(self.store, "config.txt", config.as_bytes())?;
-        self.layout
-            .add("EFI/BOOT/BOOTAA64.EFI", &self.inputs.file("snp-arm64.efi")?);
+        let snp = self.efi("snp-arm64.efi")?;
+        self.layout.add("EFI/BOOT/BOOTAA64.EFI", &snp);
+        if let Some(e) = self.autoexec(&snp) {
+            self.layout.entries.push(e);
+        }
         Ok(())
     }
 
@@ -296,35 +385,65 @@ impl Assembly<'_, '_> {
         Ok(vars)
     }
 
-    /// `EFI/BOOT/BOOTX64.EFI` and `BOOTAA64.EFI` for the ESP, per the profile's loaders.
-    fn uefi_loaders(&mut self, medium: &str) -> Result<Vec<FatFile>> {
+    /// `EFI/BOOT/BOOTX64.EFI` and `BOOTAA64.EFI` for the ESP, per the profile's loaders
+    /// (through shim when the profile says so), and `autoexec.ipxe` for an iPXE that
+    /// carries no script.
+    fn uefi_loaders(&mut self, medium: &str) -> Result<Vec<Entry>> {
         let loaders = &self.profile.profile.loaders;
-        let mut esp_files = Vec::new();
+        let mut esp = Vec::new();
+        let mut unpatched_ipxe = None;
         let x64 = match loaders.uefi_x64 {
-            Loader::Ipxe => Some(self.inputs.file("ipxe.efi")?),
-            Loader::Grub => Some(self.inputs.file("grubx64.efi")?),
+            Loader::Ipxe => Some(("ipxe.efi", self.efi("ipxe.efi")?)),
+            Loader::Grub => Some(("grubx64.efi", self.efi("grubx64.efi")?)),
             // Refused in `package` before assembly starts.
             Loader::None | Loader::Syslinux => None,
         };
-        if let Some(f) = x64 {
-            esp_files.push(FatFile {
-                path: "EFI/BOOT/BOOTX64.EFI".into(),
-                data: self.store.read_blob(&f.blob)?,
-            });
+        if let Some((role, f)) = x64 {
+            if role == "ipxe.efi" {
+                unpatched_ipxe = Some(f.clone());
+            }
+            if self.shim() == Shim::Debian {
+                let [shim, mm] = self.shim_files(role, &f)?;
+                esp.push(entry("EFI/BOOT/BOOTX64.EFI", &shim));
+                esp.push(entry("EFI/BOOT/grubx64.efi", &f));
+                esp.push(entry("EFI/BOOT/mmx64.efi", &mm));
+            } else {
+                esp.push(entry("EFI/BOOT/BOOTX64.EFI", &f));
+            }
         }
         if loaders.uefi_arm64 == Loader::Ipxe {
-            let f = self.inputs.file("snp-arm64.efi")?;
-            esp_files.push(FatFile {
-                path: "EFI/BOOT/BOOTAA64.EFI".into(),
-                data: self.store.read_blob(&f.blob)?,
-            });
+            let f = self.efi("snp-arm64.efi")?;
+            esp.push(entry("EFI/BOOT/BOOTAA64.EFI", &f));
+            unpatched_ipxe.get_or_insert(f);
         }
-        if esp_files.is_empty() {
+        if esp.is_empty() {
             bail!(
                 "{}: {medium} needs a UEFI loader (loaders.uefi-x64 or uefi-arm64)",
                 self.profile.path.display()
             );
         }
-        Ok(esp_files)
+        if let Some(e) = unpatched_ipxe.and_then(|f| self.autoexec(&f)) {
+            esp.push(e);
+        }
+        Ok(esp)
+    }
+
+    /// Replaces every blob signed for Secure Boot by its signed form, in the medium's
+    /// files and its ESP's.
+    pub fn apply_signatures(
+        layout: &mut Layout,
+        medium: &mut Medium,
+        signed: &BTreeMap<Digest, crate::store::Stored>,
+    ) {
+        let esp: &mut [Entry] = match medium {
+            Medium::Iso(d) | Medium::UsbImg(d) => &mut d.esp_files,
+            Medium::PxeBundle | Medium::RpiImg => &mut [],
+        };
+        for e in layout.entries.iter_mut().chain(esp.iter_mut()) {
+            if let Some(s) = signed.get(&e.blob) {
+                e.blob = s.digest;
+                e.size = s.size;
+            }
+        }
     }
 }

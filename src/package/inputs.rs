@@ -29,6 +29,8 @@ fn default_source(role: &str) -> Option<(&'static str, &'static str)> {
         "ldlinux.c32" => ("syslinux", "bios/com32/elflink/ldlinux/ldlinux.c32"),
         "isohdpfx.bin" => ("syslinux", "bios/mbr/isohdpfx.bin"),
         "lpxelinux.0" => ("syslinux", "bios/core/lpxelinux.0"),
+        "shimx64.efi" => ("shim", "usr/lib/shim/shimx64.efi.signed"),
+        "mmx64.efi" => ("shim-helpers", "usr/lib/shim/mmx64.efi.signed"),
         _ => return None,
     })
 }
@@ -115,6 +117,13 @@ impl<'a> Inputs<'a> {
             None => {
                 let (loader, output) = default_source(role)
                     .with_context(|| format!("no default source for `{role}`"))?;
+                // Signed media take iPXE's Secure Boot flavour: only the drivers iPXE
+                // permits under Secure Boot (x86_64: see recipes/ipxe.yaml for arm64).
+                let output = match (self.profile.profile.secure_boot.is_some(), output) {
+                    (true, "bin-x86_64-efi/ipxe.efi") => "bin-x86_64-efi-sb/ipxe.efi",
+                    (true, "bin-x86_64-efi/snponly.efi") => "bin-x86_64-efi-sb/snponly.efi",
+                    (_, o) => o,
+                };
                 (self.profile.recipe_for(loader), output.to_owned())
             }
         };

@@ -7,13 +7,14 @@ use anyhow::Result;
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
-use super::assembly::{Assembly, DiskParts, Layout, Medium};
+use super::assembly::{Assembly, DiskParts, Layout, Medium, fat_files};
 use super::bundle;
 use super::fat::{FatSpec, fat_image};
 use super::inputs::{Input, Inputs};
 use super::iso::{IsoSpec, write_iso};
 use super::profile::LoadedProfile;
 use super::rpi::write_rpi_img;
+use super::sign::{SecureBootInfo, Signer, ToSign};
 use super::usb::{UsbSpec, write_usb_img};
 use crate::base::{Digest, Named};
 use crate::build::Settings;
@@ -84,6 +85,9 @@ pub struct Manifest {
     pub inputs: Vec<Input>,
     pub contents: Vec<Content>,
     pub bootforge_version: String,
+    /// How its EFI binaries were signed, for a profile with `secure_boot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_boot: Option<SecureBootInfo>,
 }
 
 /// The result of `bootforge package`, also recorded as `actions/<key>.json`.
@@ -144,22 +148,30 @@ pub fn package(
     // Held until the entry naming the medium is written, so `cache gc` cannot take the
     // blobs stored on the way.
     let _store_lock = store.lock_shared()?;
+    // The key and cert are checked before anything is built.
+    let signer = Signer::load(settings, recipes_dir, profile)?;
     let mut inputs = Inputs::new(settings, recipes_dir, profile, &vars);
     let mut layout = Layout {
         entries: Vec::new(),
     };
-    let medium = Assembly {
+    let mut assembly = Assembly {
         inputs: &mut inputs,
         layout: &mut layout,
         profile,
         vars: &vars,
         store,
-    }
-    .assemble(target)?;
+        to_sign: ToSign::default(),
+    };
+    let mut medium = assembly.assemble(target)?;
+    let to_sign = std::mem::take(&mut assembly.to_sign);
     let epoch = match profile.profile.epoch {
         Some(e) => e,
         None => inputs.epoch()?,
     };
+    if let Some(signer) = &signer {
+        let signed = signer.sign(settings, &to_sign.blobs, epoch)?;
+        Assembly::apply_signatures(&mut layout, &mut medium, &signed);
+    }
     let manifest = Manifest {
         schema: PACKAGE_SCHEMA,
         target,
@@ -174,6 +186,7 @@ pub fn package(
         inputs: inputs.used(),
         contents: contents(&layout, &medium),
         bootforge_version: env!("CARGO_PKG_VERSION").into(),
+        secure_boot: signer.map(|s| s.info),
     };
     let key = Digest::of(serde_json::to_string(&manifest)?.as_bytes()).hex();
     let _action_lock;
@@ -236,8 +249,8 @@ fn contents(layout: &Layout, medium: &Medium) -> Vec<Content> {
     if let Medium::Iso(disk) | Medium::UsbImg(disk) = medium {
         contents.extend(disk.esp_files.iter().map(|f| Content {
             path: format!("[esp]/{}", f.path),
-            sha256: Digest::of(&f.data),
-            size: f.data.len() as u64,
+            sha256: f.blob,
+            size: f.size,
         }));
     }
     contents.sort_by(|a, b| a.path.cmp(&b.path));
@@ -270,7 +283,7 @@ fn write_medium(
         Medium::Iso(disk) => write_iso_medium(store, layout, &manifest_json, disk, epoch)?,
         Medium::UsbImg(disk) => {
             let mut esp = layout.files(store, &manifest_json)?;
-            esp.extend(disk.esp_files);
+            esp.extend(fat_files(store, &disk.esp_files)?);
             write_usb_img(
                 store,
                 &UsbSpec {
@@ -328,7 +341,7 @@ fn write_iso_medium(
         .map(|f| (f.path, f.data))
         .collect();
     let esp = fat_image(
-        &disk.esp_files,
+        &fat_files(store, &disk.esp_files)?,
         &FatSpec {
             label: "BOOTFORGE".into(),
             serial: u32::from_le_bytes(

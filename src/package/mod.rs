@@ -12,6 +12,7 @@ mod media;
 pub(crate) mod patch;
 pub mod profile;
 mod rpi;
+pub mod sign;
 pub mod template;
 mod usb;
 pub mod zinfo;

@@ -77,6 +77,42 @@ pub struct Profile {
     /// Directory of the DHCP snippet templates, relative to the profile.
     #[serde(default = "default_templates")]
     pub templates: String,
+    /// Sign every EFI binary of the medium for Secure Boot, after the script is written in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_boot: Option<SecureBoot>,
+}
+
+/// A profile's `secure_boot`: the key every EFI binary is signed with, and how firmware
+/// comes to trust it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecureBoot {
+    /// The PEM private key, relative to the profile; `BOOTFORGE_SB_KEY` (the PEM text)
+    /// takes its place, for CI secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The PEM certificate of the key, relative to the profile.
+    pub cert: String,
+    /// `none`: the firmware's db trusts the cert. `debian`: Microsoft-signed shim first,
+    /// which trusts the cert once it is in the MOK list.
+    #[serde(default)]
+    pub shim: Shim,
+    /// The toolchain spec (`recipes/toolchains/NAME.yaml`) whose `sbsign` signs.
+    #[serde(default = "sign_toolchain")]
+    pub toolchain: String,
+}
+
+/// Which shim, if any, starts the signed loader.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Shim {
+    #[default]
+    None,
+    Debian,
+}
+
+fn sign_toolchain() -> String {
+    "secure-boot".into()
 }
 
 fn default_templates() -> String {
@@ -87,6 +123,8 @@ fn default_templates() -> String {
 #[derive(Debug, Clone)]
 pub struct LoadedProfile {
     pub path: PathBuf,
+    /// The file as read, for errors that name a line.
+    pub text: String,
     pub profile: Profile,
 }
 
@@ -103,6 +141,7 @@ impl LoadedProfile {
         let profile: Profile = parse_yaml(path, text)?;
         Ok(LoadedProfile {
             path: path.to_owned(),
+            text: text.to_owned(),
             profile,
         })
     }
@@ -135,6 +174,16 @@ impl LoadedProfile {
             bail!("{at}: every loader is `none`: nothing to package");
         }
         Ok(())
+    }
+
+    /// An error about `field`, at the line where `needle` first appears.
+    pub fn error(&self, needle: &str, field: &str, message: String) -> anyhow::Error {
+        crate::recipe::RecipeError::at_needle(&self.path, &self.text, needle, field, message).into()
+    }
+
+    /// A path written in the profile, relative to it.
+    pub fn relative(&self, path: &str) -> PathBuf {
+        self.path.parent().unwrap_or(Path::new(".")).join(path)
     }
 
     /// A template of the profile's template directory.

@@ -111,10 +111,9 @@ pub fn grub_profile(env: &Env) -> String {
 pub const GRUB_PROFILE: &str = "description: x86_64 UEFI through GRUB\nloaders:\n  bios: none\n  \
     uefi-x64: grub\n  uefi-arm64: none\nrecipes:\n  grub: ../grubnet.yaml\n";
 
-/// A profile for a hybrid ISO from Debian's ISOLINUX and iPXE (which gets the script as an
-/// initrd) for BIOS, and the patched GRUB network image for x86_64 UEFI.
-pub fn iso_profile(env: &Env) -> String {
-    env.grubnet_recipe();
+/// Recipes `deb-isolinux` (isolinux.bin, isohdpfx.bin) and `deb-syslinux-common`
+/// (ldlinux.c32) from Debian's packages, for an ISO's BIOS path.
+pub fn isolinux_recipes(env: &Env) {
     env.deb_recipe(
         "deb-isolinux",
         "isolinux",
@@ -128,6 +127,29 @@ pub fn iso_profile(env: &Env) -> String {
         "syslinux-common",
         &["usr/lib/syslinux/modules/bios/ldlinux.c32"],
     );
+}
+
+/// Unpacks the downloaded .deb of `package` into `dir` (under the test's directory).
+pub fn unpack_deb(env: &Env, package: &str, dir: &str) -> std::path::PathBuf {
+    let to = env.path().join(dir);
+    run_tool(
+        env.path(),
+        "dpkg-deb",
+        &[
+            "-x",
+            super::deb(package).to_str().unwrap(),
+            to.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    to
+}
+
+/// A profile for a hybrid ISO from Debian's ISOLINUX and iPXE (which gets the script as an
+/// initrd) for BIOS, and the patched GRUB network image for x86_64 UEFI.
+pub fn iso_profile(env: &Env) -> String {
+    env.grubnet_recipe();
+    isolinux_recipes(env);
     env.deb_recipe("deb-ipxe", "ipxe", &["boot/ipxe.lkrn"]);
     write_profile(
         env,

@@ -29,41 +29,108 @@ fn tmp_root() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
 }
 
-/// A store holding the built test toolchain, shared by every test (and test binary).
-fn toolchain_store() -> &'static Path {
-    static STORE: OnceLock<PathBuf> = OnceLock::new();
-    STORE.get_or_init(|| {
-        let store = tmp_root().join("toolchain-store");
-        fs::create_dir_all(&store).unwrap();
-        // Test binaries run in parallel processes: one builds, the others wait.
-        let lock = fs::File::create(tmp_root().join("toolchain-store.lock")).unwrap();
-        lock.lock().unwrap();
-        if !toolchain_ready(&store) {
-            eprintln!("building the test toolchain (once)...");
-            let out = Command::new(env!("CARGO_BIN_EXE_bootforge"))
-                .current_dir(root())
-                .arg("--store")
-                .arg(&store)
-                .args(["toolchain", "build", TOOLCHAIN_SPEC])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "building the test toolchain failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        store
-    })
+/// A toolchain built once into a store of its own, shared by every test (and test binary)
+/// through hard links.
+struct SharedToolchain {
+    /// Its name (the spec's file stem) and spec, relative to the repository.
+    name: &'static str,
+    spec: &'static str,
+    store: OnceLock<PathBuf>,
 }
 
-fn toolchain_record(store: &Path) -> Option<Value> {
-    let text = fs::read(store.join(toolchain_record_path())).ok()?;
-    serde_json::from_slice(&text).ok()
+/// The toolchain the test recipes build in.
+static TEST_TOOLCHAIN: SharedToolchain = SharedToolchain {
+    name: "test",
+    spec: TOOLCHAIN_SPEC,
+    store: OnceLock::new(),
+};
+
+/// The repository's Secure Boot toolchain (sbsign, efitools, virt-firmware), for the tests
+/// that sign.
+static SECURE_BOOT_TOOLCHAIN: SharedToolchain = SharedToolchain {
+    name: "secure-boot",
+    spec: SECURE_BOOT_SPEC,
+    store: OnceLock::new(),
+};
+
+pub const SECURE_BOOT_SPEC: &str = "recipes/toolchains/secure-boot.yaml";
+
+impl SharedToolchain {
+    fn store(&self) -> &Path {
+        self.store.get_or_init(|| {
+            let store = tmp_root().join(format!("toolchain-store-{}", self.name));
+            fs::create_dir_all(&store).unwrap();
+            // Test binaries run in parallel processes: one builds, the others wait.
+            let lock = fs::File::create(tmp_root().join(format!("{}.lock", self.name))).unwrap();
+            lock.lock().unwrap();
+            if !self.ready(&store) {
+                eprintln!("building the {} toolchain (once)...", self.name);
+                let out = Command::new(env!("CARGO_BIN_EXE_bootforge"))
+                    .current_dir(root())
+                    .arg("--store")
+                    .arg(&store)
+                    .args(["toolchain", "build", self.spec])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "building the {} toolchain failed:\n{}",
+                    self.name,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            store
+        })
+    }
+
+    fn record(&self, store: &Path) -> Option<Value> {
+        let text = fs::read(store.join(record_path(self.name))).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    fn ready(&self, store: &Path) -> bool {
+        let Some(rec) = self.record(store) else {
+            return false;
+        };
+        let spec = fs::read(root().join(self.spec)).unwrap();
+        let rootfs = rec["rootfs"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
+        // One made before toolchains had a squashfs is made again: the tests run steps on it.
+        rec["spec_sha256"] == sha256_hex(&spec).as_str()
+            && store.join("blobs/sha256").join(rootfs).is_file()
+            && rec["squashfs"].is_string()
+    }
+
+    /// Links the toolchain's blobs and record into `to` (a test's store).
+    fn link_into(&self, to: &Path) {
+        let shared = self.store();
+        let rec = self.record(shared).expect("toolchain record");
+        let blobs = to.join("blobs/sha256");
+        fs::create_dir_all(&blobs).unwrap();
+        fs::create_dir_all(to.join("toolchains")).unwrap();
+        for blob in ["rootfs", "squashfs"] {
+            let hex = rec[blob].as_str().unwrap().trim_start_matches("sha256:");
+            let link = blobs.join(hex);
+            if !link.exists() {
+                fs::hard_link(shared.join("blobs/sha256").join(hex), link).unwrap();
+            }
+        }
+        fs::copy(
+            shared.join(record_path(self.name)),
+            to.join(record_path(self.name)),
+        )
+        .unwrap();
+    }
 }
 
 /// Where a store keeps the test toolchain's record: per architecture, as Debian names it.
 pub fn toolchain_record_path() -> String {
+    record_path("test")
+}
+
+fn record_path(name: &str) -> String {
     static ARCH: OnceLock<String> = OnceLock::new();
     let arch = ARCH.get_or_init(|| {
         let out = Command::new("dpkg")
@@ -72,23 +139,7 @@ pub fn toolchain_record_path() -> String {
             .unwrap();
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     });
-    format!("toolchains/test.{arch}.json")
-}
-
-fn toolchain_ready(store: &Path) -> bool {
-    let Some(rec) = toolchain_record(store) else {
-        return false;
-    };
-    let spec = fs::read(root().join(TOOLCHAIN_SPEC)).unwrap();
-    let spec_hex = sha256_hex(&spec);
-    let rootfs = rec["rootfs"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("sha256:");
-    // One made before toolchains had a squashfs is made again: the tests run steps on it.
-    rec["spec_sha256"] == spec_hex.as_str()
-        && store.join("blobs/sha256").join(rootfs).is_file()
-        && rec["squashfs"].is_string()
+    format!("toolchains/{name}.{arch}.json")
 }
 
 /// A Debian binary package downloaded by `ci/test.sh` (`apt-get download NAME`) into
@@ -216,20 +267,21 @@ impl Env {
 
     /// A fresh store, seeded with the test toolchain (hard links, so it costs nothing).
     pub fn new() -> Env {
-        let shared = toolchain_store();
-        let dir = tempfile::tempdir_in(tmp_root()).unwrap();
-        let env = Env { dir };
-        let rec = toolchain_record(shared).expect("toolchain record");
-        let blobs = env.store().join("blobs/sha256");
-        fs::create_dir_all(&blobs).unwrap();
-        fs::create_dir_all(env.store().join("toolchains")).unwrap();
-        for blob in ["rootfs", "squashfs"] {
-            let hex = rec[blob].as_str().unwrap().trim_start_matches("sha256:");
-            fs::hard_link(shared.join("blobs/sha256").join(hex), blobs.join(hex)).unwrap();
-        }
+        let env = Env {
+            dir: tempfile::tempdir_in(tmp_root()).unwrap(),
+        };
+        TEST_TOOLCHAIN.link_into(&env.store());
+        env
+    }
+
+    /// Like [`Env::new`], with the Secure Boot toolchain too, and its spec in the test's
+    /// recipes directory (which `cmd` then uses: signing finds its toolchain there).
+    pub fn secure_boot() -> Env {
+        let env = Env::new();
+        SECURE_BOOT_TOOLCHAIN.link_into(&env.store());
         fs::copy(
-            shared.join(toolchain_record_path()),
-            env.store().join(toolchain_record_path()),
+            root().join(SECURE_BOOT_SPEC),
+            env.recipes_dir().join("toolchains/secure-boot.yaml"),
         )
         .unwrap();
         env
@@ -246,9 +298,16 @@ impl Env {
     /// The binary, run in the test's directory against its store and the fixture recipes.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_bootforge"));
+        let own = self.path().join("recipes/toolchains/secure-boot.yaml");
+        let recipes = if own.exists() {
+            self.recipes_dir()
+        } else {
+            fixtures().join("recipes")
+        };
         c.current_dir(self.path())
             .env("BOOTFORGE_STORE", self.store())
-            .env("BOOTFORGE_RECIPES", fixtures().join("recipes"))
+            .env("BOOTFORGE_RECIPES", recipes)
+            .env_remove("BOOTFORGE_SB_KEY")
             .env_remove("BOOTFORGE_EXECUTOR")
             .env_remove("BOOTFORGE_CONFIG");
         c
