@@ -46,7 +46,6 @@ fn snakeoil(env: &Env) -> (PathBuf, PathBuf) {
 
 /// `keygen --secure-boot keys/lab`, checked: the files, the key's mode.
 fn keygen_lab(env: &Env) -> PathBuf {
-    fs::create_dir_all(env.path().join("keys")).unwrap();
     let run = env
         .run(&["--json", "keygen", "--secure-boot", "keys/lab"])
         .ok();

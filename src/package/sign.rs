@@ -528,6 +528,10 @@ pub fn keygen(settings: &Settings, recipes_dir: &Path, base: &Path) -> Result<Se
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
+    // A directory made here holds a secret key: only its owner may look in.
+    std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&dir)
+        .with_context(|| format!("making {}", dir.display()))?;
     let target = |suffix: &str| dir.join(format!("{name}{suffix}"));
     for (_, suffix) in KEYGEN_FILES {
         let t = target(suffix);
