@@ -558,21 +558,49 @@ fn signed_media_are_the_same_bytes_every_time_and_the_key_stays_out_of_the_store
             "sb",
             &sb_block("snakeoil.key", "snakeoil.crt", "none"),
         );
+        // A USB disk (GRUB's BIOS images from Debian) and a Raspberry Pi image (stand-in
+        // firmware) with the same signed loaders.
+        crate::common::media::grubpc_recipe(&env);
+        let usb = ipxe_profile(
+            &env,
+            "usb-sb",
+            &format!(
+                "\x20 grub-boot.img: ../grubpc.yaml:usr/lib/grub/i386-pc/boot.img\n\
+                 \x20 grub-core-usb.img: ../grubpc.yaml:images/core-usb-i386-pc.img\n{}",
+                sb_block("snakeoil.key", "snakeoil.crt", "none")
+            ),
+        );
+        crate::common::media::rpi_profile(&env);
+        let rpi = write_profile(
+            &env,
+            "rpi-sb",
+            &format!(
+                "loaders:\n  bios: none\n  uefi-x64: none\n  uefi-arm64: ipxe\n\
+                 recipes:\n  rpi-firmware: ../rpi-firmware.yaml\n\
+                 files:\n  snp-arm64.efi: ../deb-ipxe-efi.yaml:usr/lib/ipxe/ipxe-arm64.efi\n{}",
+                sb_block("snakeoil.key", "snakeoil.crt", "none")
+            ),
+        );
         if with_env_key {
             fs::remove_file(&key).unwrap();
         }
         let env_key = with_env_key.then_some(key_text.as_str());
-        let shas = ["pxe-bundle", "iso"]
-            .iter()
-            .map(|t| package_sha(&env, &profile, t, env_key))
-            .collect();
+        let shas = [
+            (&profile, "pxe-bundle"),
+            (&profile, "iso"),
+            (&usb, "usb-img"),
+            (&rpi, "rpi-img"),
+        ]
+        .iter()
+        .map(|(p, t)| package_sha(&env, p, t, env_key))
+        .collect();
         (shas, env)
     };
     let (a, env_a) = make(false);
     let (b, env_b) = make(true);
     assert_eq!(
         a, b,
-        "signed media differ between two stores (pxe-bundle, iso)"
+        "signed media differ between two stores (pxe-bundle, iso, usb-img, rpi-img)"
     );
 
     // The key's body appears nowhere in either store (blobs, entries, logs).
