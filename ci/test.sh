@@ -21,10 +21,14 @@ for pkg in grub-efi-amd64-bin grub-pc-bin isolinux syslinux-common pxelinux ipxe
 done
 # The Secure Boot tests sign a newer iPXE than bookworm's (2019, without the .sbat section
 # shim demands or autoexec.ipxe): trixie's, pinned by the SHA256 of trixie's Packages index.
+# Fetched from the Debian mirror apt is configured with here.
 ipxe_trixie="$debs/ipxe-trixie_1.21.1+git20250501.dad20602+dfsg-1_all.deb"
 if [ ! -f "$ipxe_trixie" ]; then
+  mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}')
+  [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list)
+  [ -n "$mirror" ] || { echo "ci/test.sh: no Debian mirror in apt's sources" >&2; exit 1; }
   curl -fsSLo "$ipxe_trixie.part" \
-    http://deb.debian.org/debian/pool/main/i/ipxe/ipxe_1.21.1+git20250501.dad20602+dfsg-1_all.deb
+    "${mirror%/}/pool/main/i/ipxe/ipxe_1.21.1+git20250501.dad20602+dfsg-1_all.deb"
   echo "eeaca79dbde0fb86c102bf1d362c6f6a67ed0ddab38b3dd12e1b332339f5dd99  $ipxe_trixie.part" \
     | sha256sum -c --quiet
   mv "$ipxe_trixie.part" "$ipxe_trixie"
