@@ -467,10 +467,6 @@ impl ToSign {
     pub fn add(&mut self, blob: Digest, what: String) {
         self.blobs.entry(blob).or_insert(what);
     }
-
-    pub fn contains(&self, blob: &Digest) -> bool {
-        self.blobs.contains_key(blob)
-    }
 }
 
 /// The files `keygen --secure-boot NAME` writes, by suffix.
