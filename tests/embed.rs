@@ -166,3 +166,77 @@ fn compressed_outputs_are_remade_from_their_patched_uncompressed_form() {
     assert_eq!(again["outputs"], first["outputs"]);
     env.assert_store_intact();
 }
+
+/// The fixture's zbin (tests/fixtures/hello/zbin.c, built in the toolchain) run on the
+/// exported `.bin` and `.zinfo`: what the image would be if remade in the container.
+fn zbin_by_the_build(env: &Env, recipe: &str) -> Vec<u8> {
+    let dir = env.path().join("out").join(recipe);
+    let out = std::process::Command::new(dir.join("util/zbin"))
+        .arg(dir.join("hello.bin"))
+        .arg(dir.join("hello.zinfo"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    out.stdout
+}
+
+fn embed_zbin(env: &Env, recipe: &str, msg: &str) -> crate::common::Run {
+    let args = [
+        "--json",
+        "embed",
+        recipe,
+        "--set",
+        &format!("message={msg}"),
+    ];
+    env.run(&[&args[..], &["-o", "out"]].concat()).ok()
+}
+
+#[test]
+fn zbin_images_are_remade_natively_with_the_bytes_of_the_builds_own_zbin() {
+    let env = Env::new();
+    let first = embed_zbin(&env, "zbin", "one").json();
+    // The build ran; the image was remade without a container, and checked first against
+    // the build's own image.
+    assert_eq!(first["containers_started"], 1, "{first}");
+    assert_eq!(first["native_repacks"], 1, "{first}");
+    let image = fs::read(env.path().join("out/zbin/hello.zbin")).unwrap();
+    assert_eq!(image, zbin_by_the_build(&env, "zbin"));
+    assert!(crate::common::contains(
+        &fs::read(env.path().join("out/zbin/hello.bin")).unwrap(),
+        b"echo fixture says one"
+    ));
+    // A new script: still no container, still the bytes the build's zbin writes.
+    let second = embed_zbin(&env, "zbin", "two").json();
+    assert_eq!(second["containers_started"], 0, "{second}");
+    assert_eq!(second["native_repacks"], 1, "{second}");
+    let image2 = fs::read(env.path().join("out/zbin/hello.zbin")).unwrap();
+    assert_ne!(image, image2);
+    assert_eq!(image2, zbin_by_the_build(&env, "zbin"));
+    env.assert_store_intact();
+}
+
+#[test]
+fn a_zbin_the_native_one_does_not_match_is_run_in_the_toolchain_with_a_notice() {
+    let env = Env::new();
+    for (recipe, why) in [
+        ("zbin-differs", "its bytes differ from the build's own zbin"),
+        ("zbin-newer", "record 5: unknown type \"XTRA\""),
+    ] {
+        let notice = format!(
+            "[{recipe}] hello.zbin: remade by the build's own zbin in its toolchain \
+             (the native zbin cannot: {why})"
+        );
+        let run = embed_zbin(&env, recipe, "one").says(&[&notice]);
+        let report = run.json();
+        // The build, then the image remade in the container.
+        assert_eq!(report["containers_started"], 2, "{report}");
+        assert_eq!(report["native_repacks"], 0, "{report}");
+        let image = fs::read(env.path().join(format!("out/{recipe}/hello.zbin"))).unwrap();
+        assert_eq!(image, zbin_by_the_build(&env, recipe));
+        // What was seen is remembered: the next script goes straight to the toolchain.
+        let again = embed_zbin(&env, recipe, "two").says(&[&notice]).json();
+        assert_eq!(again["containers_started"], 1, "{again}");
+        assert_eq!(again["native_repacks"], 0, "{again}");
+    }
+    env.assert_store_intact();
+}

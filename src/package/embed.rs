@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use super::zbin::{self, ZbinError};
 use super::{patch, template, zinfo};
 use crate::base::{Digest, Named};
 use crate::build::{self, Artifact, Request, Settings};
@@ -18,6 +19,56 @@ const MAX_PATCHABLE: u64 = 64 << 20;
 
 /// Bumped when the way outputs are patched changes.
 const EMBED_SCHEMA: u32 = 1;
+
+/// Bumped when the native zbin changes, so what was seen of the last one is not trusted.
+const ZBIN_CHECK_SCHEMA: u32 = 1;
+
+/// `actions/<key>.json` (this machine's only): whether the native zbin wrote the same bytes
+/// as a build's own zbin, on that build's own image. Checked once per build, because the
+/// native LZMA is only known to equal the toolchain's liblzma by trying.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ZbinCheck {
+    schema: u32,
+    key: String,
+    output: String,
+    /// Why the native zbin is not used for this build; none when it matched.
+    differs: Option<String>,
+}
+
+/// What the native zbin made of one image.
+type Zbinned = Result<Vec<u8>, ZbinError>;
+
+/// A native repack to do, and the check to do beside it the first time.
+struct NativeJob<'r> {
+    rp: &'r Repack,
+    patched_bin: Vec<u8>,
+    zinfo: Vec<u8>,
+    check: Option<Check>,
+}
+
+struct Check {
+    key: String,
+    built_bin: Vec<u8>,
+    built_output: Digest,
+}
+
+/// The `.bin` and `.zinfo` of a repack that is iPXE's `util/zbin[32|64] X.bin X.zinfo`.
+fn zbin_command(rp: &Repack) -> Option<(&str, &str)> {
+    let [tool, bin, zinfo] = rp.run.as_slice() else {
+        return None;
+    };
+    let name = tool.rsplit('/').next().unwrap_or(tool);
+    let is_zbin = matches!(name, "zbin" | "zbin32" | "zbin64");
+    (is_zbin && *bin == rp.patch && zinfo.ends_with(".zinfo")).then_some((bin, zinfo))
+}
+
+fn set_output(outputs: &mut [EmbeddedArtifact], name: &str, stored: crate::store::Stored) {
+    let slot = outputs
+        .iter_mut()
+        .find(|o| o.blob.name == name)
+        .expect("validated: repack output is an output");
+    (slot.blob.sha256, slot.blob.size, slot.patched) = (stored.digest, stored.size, true);
+}
 
 /// One output after `embed`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +102,9 @@ pub struct EmbedReport {
     /// images; 0 when nothing ran.
     #[serde(skip_deserializing)]
     pub containers_started: u32,
+    /// Compressed images remade by the native zbin, without a container.
+    #[serde(default)]
+    pub native_repacks: u32,
     /// True when the recipe's build came from the cache (the usual case: no rebuild).
     #[serde(skip_deserializing)]
     pub build_cached: bool,
@@ -131,7 +185,7 @@ pub fn embed(
         script: script.as_bytes(),
         built: &built.outputs,
     };
-    let (outputs, repacks) = patcher.run()?;
+    let (outputs, repacks, native_repacks) = patcher.run()?;
     let report = EmbedReport {
         schema: EMBED_SCHEMA,
         kind: Kind::Embed,
@@ -144,6 +198,7 @@ pub fn embed(
         outputs,
         cached: false,
         containers_started: built.containers_started + repacks,
+        native_repacks,
         build_cached: built.cached,
         source_date_epoch: built.source_date_epoch,
     };
@@ -197,7 +252,7 @@ impl Patcher<'_> {
         &self.settings.store
     }
 
-    fn run(&self) -> Result<(Vec<EmbeddedArtifact>, u32)> {
+    fn run(&self) -> Result<(Vec<EmbeddedArtifact>, u32, u32)> {
         let ph = self.placeholder.bytes();
         let mut outputs = Vec::new();
         for o in self.built {
@@ -222,33 +277,172 @@ impl Patcher<'_> {
             }
             outputs.push(out);
         }
-        let mut started = 0;
-        for rp in &self.placeholder.repack {
-            self.settings.may_run(&format!(
-                "recipe {}: {} remade with this script",
-                self.recipe.name, rp.output
-            ))?;
-            let repacked = self.repack(rp, &outputs).with_context(|| {
-                format!(
-                    "recipe {}: remaking {} after patching {}",
-                    self.recipe.name, rp.output, rp.patch
-                )
-            })?;
-            started += u32::from(self.settings.executor.kind.is_container());
-            let slot = outputs
-                .iter_mut()
-                .find(|o| o.blob.name == rp.output)
-                .expect("validated: repack output is an output");
-            (slot.blob.sha256, slot.blob.size, slot.patched) =
-                (repacked.digest, repacked.size, true);
-        }
+        let (started, native) = self.repack_all(&mut outputs)?;
         if !outputs.iter().any(|o| o.patched) {
             bail!(
                 "recipe {}: none of its outputs contains the placeholder (was it built with `--embed`?)",
                 self.recipe.name
             );
         }
-        Ok((outputs, started))
+        Ok((outputs, started, native))
+    }
+
+    /// Remakes the compressed outputs: with the native zbin where the recipe runs iPXE's
+    /// zbin and the native one is known to write this build's bytes (all of them at once),
+    /// else in the toolchain. Returns the containers started and the native repacks.
+    fn repack_all(&self, outputs: &mut [EmbeddedArtifact]) -> Result<(u32, u32)> {
+        let mut native = Vec::new();
+        let mut in_toolchain = Vec::new();
+        for rp in &self.placeholder.repack {
+            match self.native_job(rp, outputs)? {
+                Some(job) => native.push(job),
+                None => in_toolchain.push(rp),
+            }
+        }
+        // The LZMA work is what costs; each image (and each first-time check) on its own
+        // thread, so the slowest one sets the time.
+        let results: Vec<(Zbinned, Option<Zbinned>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = native
+                .iter()
+                .map(|job| {
+                    let check = job
+                        .check
+                        .as_ref()
+                        .map(|c| s.spawn(|| zbin::run(&c.built_bin, &job.zinfo)));
+                    let patched = s.spawn(|| zbin::run(&job.patched_bin, &job.zinfo));
+                    (patched, check)
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(p, c)| {
+                    let joined = |h: std::thread::ScopedJoinHandle<'_, _>| {
+                        h.join().expect("the native zbin does not panic")
+                    };
+                    (joined(p), c.map(joined))
+                })
+                .collect()
+        });
+        let mut native_done = 0;
+        for (job, (patched, check)) in native.iter().zip(results) {
+            let rp = job.rp;
+            if let (Some(c), Some(result)) = (&job.check, check) {
+                let verdict = match result {
+                    Ok(bytes) if Digest::of(&bytes) == c.built_output => None,
+                    Ok(_) => Some("its bytes differ from the build's own zbin".to_owned()),
+                    Err(e) => Some(e.to_string()),
+                };
+                let entry = ZbinCheck {
+                    schema: ZBIN_CHECK_SCHEMA,
+                    key: c.key.clone(),
+                    output: rp.output.clone(),
+                    differs: verdict.clone(),
+                };
+                self.store().write_json(&layout::action(&c.key), &entry)?;
+                if let Some(why) = verdict {
+                    self.notice_toolchain(rp, &why);
+                    in_toolchain.push(rp);
+                    continue;
+                }
+            }
+            let bytes = patched.map_err(|e| {
+                anyhow::anyhow!(
+                    "recipe {}: remaking {} after patching {}: {e}",
+                    self.recipe.name,
+                    rp.output,
+                    rp.patch
+                )
+            })?;
+            let stored = self.store().put_bytes(&bytes)?;
+            set_output(outputs, &rp.output, stored);
+            native_done += 1;
+        }
+        let mut started = 0;
+        for rp in in_toolchain {
+            self.settings.may_run(&format!(
+                "recipe {}: {} remade with this script",
+                self.recipe.name, rp.output
+            ))?;
+            let repacked = self.repack(rp, outputs).with_context(|| {
+                format!(
+                    "recipe {}: remaking {} after patching {}",
+                    self.recipe.name, rp.output, rp.patch
+                )
+            })?;
+            started += u32::from(self.settings.executor.kind.is_container());
+            set_output(outputs, &rp.output, repacked);
+        }
+        Ok((started, native_done))
+    }
+
+    fn notice_toolchain(&self, rp: &Repack, why: &str) {
+        eprintln!(
+            "[{}] {}: remade by the build's own zbin in its toolchain (the native zbin cannot: {why})",
+            self.recipe.name, rp.output
+        );
+    }
+
+    /// The native zbin's work for `rp`, if `rp` runs iPXE's zbin on outputs of this build
+    /// and the native one has not been seen to differ from it on this build's own image.
+    fn native_job<'r>(
+        &self,
+        rp: &'r Repack,
+        outputs: &[EmbeddedArtifact],
+    ) -> Result<Option<NativeJob<'r>>> {
+        let Some((bin, zinfo)) = zbin_command(rp) else {
+            return Ok(None);
+        };
+        let built = |name: &str| self.built.iter().find(|a| a.blob.name == name);
+        let (Some(built_bin), Some(built_zinfo), Some(built_output)) =
+            (built(bin), built(zinfo), built(&rp.output))
+        else {
+            return Ok(None);
+        };
+        let patched = outputs
+            .iter()
+            .find(|o| o.blob.name == rp.patch)
+            .expect("validated: patch is an output");
+        if !patched.patched {
+            bail!(
+                "recipe {}: remaking {} after patching {}: {} holds no placeholder to patch",
+                self.recipe.name,
+                rp.output,
+                rp.patch,
+                rp.patch
+            );
+        }
+        let key = Digest::of(
+            serde_json::json!({
+                "schema": ZBIN_CHECK_SCHEMA,
+                "run": rp.run,
+                "bin": built_bin.blob.sha256,
+                "zinfo": built_zinfo.blob.sha256,
+                "output": built_output.blob.sha256,
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .hex();
+        let check = match self.store().read_json::<ZbinCheck>(&layout::action(&key))? {
+            Some(c) => {
+                if let Some(why) = &c.differs {
+                    self.notice_toolchain(rp, why);
+                    return Ok(None);
+                }
+                None
+            }
+            None => Some(Check {
+                key,
+                built_bin: self.store().read_blob(&built_bin.blob.sha256)?,
+                built_output: built_output.blob.sha256,
+            }),
+        };
+        Ok(Some(NativeJob {
+            rp,
+            patched_bin: self.store().read_blob(&patched.blob.sha256)?,
+            zinfo: self.store().read_blob(&built_zinfo.blob.sha256)?,
+            check,
+        }))
     }
 
     /// Runs the repack command on the outputs (with the patched one) in the toolchain.

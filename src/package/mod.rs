@@ -15,6 +15,7 @@ mod rpi;
 pub mod sign;
 pub mod template;
 mod usb;
+pub mod zbin;
 pub mod zinfo;
 
 pub use embed::{EmbedReport, EmbeddedArtifact, embed, export_embedded};

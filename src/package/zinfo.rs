@@ -153,10 +153,11 @@ fn record(index: usize, r: &[u8]) -> Result<Record, ZinfoError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn rec(tag: &[u8; 4], a: u32, b: u32, c: u32) -> Vec<u8> {
+    /// One record's bytes (also for the native zbin's tests).
+    pub(crate) fn rec(tag: &[u8; 4], a: u32, b: u32, c: u32) -> Vec<u8> {
         let mut v = tag.to_vec();
         for w in [a, b, c] {
             v.extend_from_slice(&w.to_le_bytes());
