@@ -62,6 +62,14 @@ fn zbin_command(rp: &Repack) -> Option<(&str, &str)> {
     (is_zbin && *bin == rp.patch && zinfo.ends_with(".zinfo")).then_some((bin, zinfo))
 }
 
+fn unchanged(a: &Artifact) -> EmbeddedArtifact {
+    EmbeddedArtifact {
+        blob: a.blob.clone(),
+        patched: false,
+        executable: a.executable,
+    }
+}
+
 fn set_output(outputs: &mut [EmbeddedArtifact], name: &str, stored: crate::store::Stored) {
     let slot = outputs
         .iter_mut()
@@ -254,54 +262,29 @@ impl Patcher<'_> {
 
     fn run(&self) -> Result<(Vec<EmbeddedArtifact>, u32, u32)> {
         let ph = self.placeholder.bytes();
-        let mut outputs = Vec::new();
-        for o in self.built {
-            let mut out = EmbeddedArtifact {
-                blob: Named {
-                    name: o.blob.name.clone(),
-                    sha256: o.blob.sha256,
-                    size: o.blob.size,
-                },
-                patched: false,
-                executable: o.executable,
-            };
-            if o.blob.size <= MAX_PATCHABLE {
-                let data = self.store().read_blob(&o.blob.sha256)?;
-                let patched = patch::patch(&data, &ph, self.script).with_context(|| {
-                    format!("recipe {}: patching {}", self.recipe.name, o.blob.name)
-                })?;
-                if let Some(bytes) = patched {
-                    let s = self.store().put_bytes(&bytes)?;
-                    (out.blob.sha256, out.blob.size, out.patched) = (s.digest, s.size, true);
-                }
-            }
-            outputs.push(out);
+        let repack = &self.placeholder.repack;
+        let mut outputs: Vec<EmbeddedArtifact> = self.built.iter().map(unchanged).collect();
+        // The uncompressed forms first, so their compression starts at once; the images
+        // remade from them are not worth scanning.
+        let (sources, rest): (Vec<usize>, Vec<usize>) = (0..outputs.len())
+            .filter(|&i| !repack.iter().any(|rp| rp.output == outputs[i].blob.name))
+            .partition(|&i| repack.iter().any(|rp| rp.patch == outputs[i].blob.name));
+        for &i in &sources {
+            self.patch_one(&mut outputs[i], &ph)?;
         }
-        let (started, native) = self.repack_all(&mut outputs)?;
-        if !outputs.iter().any(|o| o.patched) {
-            bail!(
-                "recipe {}: none of its outputs contains the placeholder (was it built with `--embed`?)",
-                self.recipe.name
-            );
-        }
-        Ok((outputs, started, native))
-    }
-
-    /// Remakes the compressed outputs: with the native zbin where the recipe runs iPXE's
-    /// zbin and the native one is known to write this build's bytes (all of them at once),
-    /// else in the toolchain. Returns the containers started and the native repacks.
-    fn repack_all(&self, outputs: &mut [EmbeddedArtifact]) -> Result<(u32, u32)> {
         let mut native = Vec::new();
         let mut in_toolchain = Vec::new();
-        for rp in &self.placeholder.repack {
-            match self.native_job(rp, outputs)? {
+        for rp in repack {
+            match self.native_job(rp, &outputs)? {
                 Some(job) => native.push(job),
                 None => in_toolchain.push(rp),
             }
         }
-        // The LZMA work is what costs; each image (and each first-time check) on its own
-        // thread, so the slowest one sets the time.
-        let results: Vec<(Zbinned, Option<Zbinned>)> = std::thread::scope(|s| {
+        // The LZMA work is what costs: each image (and each first-time check) on its own
+        // thread. The other outputs are patched once all but the largest image are done, so
+        // on two cores the largest is never shared with anything and sets the time.
+        let largest = (0..native.len()).max_by_key(|&i| native[i].patched_bin.len());
+        let (results, patched_rest) = std::thread::scope(|s| {
             let handles: Vec<_> = native
                 .iter()
                 .map(|job| {
@@ -313,16 +296,70 @@ impl Patcher<'_> {
                     (patched, check)
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|(p, c)| {
-                    let joined = |h: std::thread::ScopedJoinHandle<'_, _>| {
-                        h.join().expect("the native zbin does not panic")
-                    };
-                    (joined(p), c.map(joined))
+            let joined = |h: std::thread::ScopedJoinHandle<'_, Zbinned>| {
+                h.join().expect("the native zbin does not panic")
+            };
+            let mut results: Vec<Option<(Zbinned, Option<Zbinned>)>> = Vec::new();
+            let mut last = None;
+            for (i, (p, c)) in handles.into_iter().enumerate() {
+                if Some(i) == largest {
+                    last = Some((p, c));
+                    results.push(None);
+                } else {
+                    results.push(Some((joined(p), c.map(joined))));
+                }
+            }
+            let patched_rest: Result<Vec<(usize, EmbeddedArtifact)>> = rest
+                .iter()
+                .map(|&i| {
+                    let mut out = outputs[i].clone();
+                    self.patch_one(&mut out, &ph).map(|()| (i, out))
                 })
-                .collect()
+                .collect();
+            if let (Some(i), Some((p, c))) = (largest, last) {
+                results[i] = Some((joined(p), c.map(joined)));
+            }
+            let results: Vec<(Zbinned, Option<Zbinned>)> =
+                results.into_iter().map(|r| r.expect("joined")).collect();
+            (results, patched_rest)
         });
+        for (i, out) in patched_rest? {
+            outputs[i] = out;
+        }
+        let (started, native) = self.repack_all(&mut outputs, native, results, in_toolchain)?;
+        if !outputs.iter().any(|o| o.patched) {
+            bail!(
+                "recipe {}: none of its outputs contains the placeholder (was it built with `--embed`?)",
+                self.recipe.name
+            );
+        }
+        Ok((outputs, started, native))
+    }
+
+    /// Writes the script over the placeholder in `out`, if it holds one.
+    fn patch_one(&self, out: &mut EmbeddedArtifact, ph: &[u8]) -> Result<()> {
+        if out.blob.size > MAX_PATCHABLE {
+            return Ok(());
+        }
+        let data = self.store().read_blob(&out.blob.sha256)?;
+        let patched = patch::patch(&data, ph, self.script)
+            .with_context(|| format!("recipe {}: patching {}", self.recipe.name, out.blob.name))?;
+        if let Some(bytes) = patched {
+            let s = self.store().put_bytes(&bytes)?;
+            (out.blob.sha256, out.blob.size, out.patched) = (s.digest, s.size, true);
+        }
+        Ok(())
+    }
+
+    /// Stores what the native zbin made, records the first-time checks, and remakes in the
+    /// toolchain what it could not. Returns the containers started and the native repacks.
+    fn repack_all<'r>(
+        &self,
+        outputs: &mut [EmbeddedArtifact],
+        native: Vec<NativeJob<'r>>,
+        results: Vec<(Zbinned, Option<Zbinned>)>,
+        mut in_toolchain: Vec<&'r Repack>,
+    ) -> Result<(u32, u32)> {
         let mut native_done = 0;
         for (job, (patched, check)) in native.iter().zip(results) {
             let rp = job.rp;

@@ -7,10 +7,11 @@
 //! a process killed halfway) never sees a partial blob or document. Worth copying: the
 //! commit (`commit`) and the verifying read (`open_blob`) are the only ways in and out.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -19,7 +20,7 @@ use tempfile::NamedTempFile;
 
 use super::{Location, MAX_DOCUMENT, Object, ObjectKind, Storage, layout};
 use crate::base::progress::{Counted, Progress};
-use crate::base::{Digest, HashingWriter, VerifyingReader, hash_reader};
+use crate::base::{Digest, Hasher, VerifyingReader, hash_reader};
 
 /// A blob just written to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,9 @@ pub struct Imported {
 pub struct Store {
     root: PathBuf,
     location: Location,
+    /// Blobs whose file this process wrote or read through whole and verified: copied out
+    /// without being hashed again, so a new image is hashed once, as it is stored.
+    verified: Arc<Mutex<HashSet<Digest>>>,
 }
 
 /// A held advisory lock; released on drop.
@@ -74,6 +78,7 @@ impl Store {
         Ok(Store {
             location: Location::local(&root),
             root,
+            verified: Arc::default(),
         })
     }
 
@@ -86,6 +91,7 @@ impl Store {
         Ok(Store {
             location: Location::local(&root),
             root,
+            verified: Arc::default(),
         })
     }
 
@@ -152,10 +158,7 @@ impl Store {
     pub fn put_temp(&self, tmp: NamedTempFile) -> Result<Stored> {
         let f = File::open(tmp.path()).context("reopening a temporary file")?;
         let (digest, size) = hash_reader(BufReader::with_capacity(1 << 20, f))?;
-        let dest = self.blob_path(&digest);
-        if !dest.exists() {
-            self.commit(tmp, &dest)?;
-        }
+        self.commit_blob(tmp, &digest)?;
         Ok(Stored { digest, size })
     }
 
@@ -164,12 +167,15 @@ impl Store {
         self.put_reader(bytes)
     }
 
-    fn put_checked(&self, mut r: impl Read, expected: Option<&Digest>) -> Result<Stored> {
-        let tmp = self.temp_file()?;
-        let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, tmp));
-        io::copy(&mut r, &mut w).context("writing blob")?;
-        let (buf, digest, size) = w.finish();
-        let tmp = buf.into_inner().map_err(|e| e.into_error())?;
+    fn put_checked(&self, r: impl Read, expected: Option<&Digest>) -> Result<Stored> {
+        let mut tmp = self.temp_file()?;
+        // Zero blocks become holes, so a blob can be copied out sparse without reading it.
+        let mut hashing = HashingReader {
+            inner: r,
+            hasher: Hasher::new(),
+        };
+        copy_sparse(&mut hashing, tmp.as_file_mut()).context("writing blob")?;
+        let (digest, size) = hashing.hasher.finish();
         if let Some(expected) = expected
             && *expected != digest
         {
@@ -177,11 +183,25 @@ impl Store {
                 "sha256 mismatch: expected {expected}, got {digest} ({size} bytes); nothing was stored"
             );
         }
-        let dest = self.blob_path(&digest);
-        if !dest.exists() {
-            self.commit(tmp, &dest)?;
-        }
+        self.commit_blob(tmp, &digest)?;
         Ok(Stored { digest, size })
+    }
+
+    /// Puts a temporary file just hashed to `digest` in place as that blob. An existing copy
+    /// is replaced by these bytes (the same ones, unless it was damaged), so the file there
+    /// is known to be right and can be copied out without hashing it again.
+    fn commit_blob(&self, tmp: NamedTempFile, digest: &Digest) -> Result<()> {
+        self.commit(tmp, &self.blob_path(digest))?;
+        self.mark_verified(digest);
+        Ok(())
+    }
+
+    fn mark_verified(&self, d: &Digest) {
+        self.verified.lock().expect("not poisoned").insert(*d);
+    }
+
+    fn is_verified(&self, d: &Digest) -> bool {
+        self.verified.lock().expect("not poisoned").contains(d)
     }
 
     /// Opens a blob for reading; the reader fails at the end if the bytes do not match.
@@ -222,11 +242,14 @@ impl Store {
     pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         self.open_blob(d)?.read_to_end(&mut out)?;
+        self.mark_verified(d);
         Ok(out)
     }
 
-    /// Copies a blob to `dest`, verifying it first: the bytes go to a temporary file in the
-    /// destination folder and are renamed into place only once the hash checks out.
+    /// Copies a blob to `dest`, verified: the bytes go to a temporary file in the
+    /// destination folder and are renamed into place only once the hash checks out. A blob
+    /// this process stored or verified is not hashed again: it is cloned where the
+    /// filesystem shares extents, else copied in the kernel, holes kept either way.
     pub fn export_blob(&self, d: &Digest, dest: &Path, mode: Option<u32>) -> Result<()> {
         let dir = dest
             .parent()
@@ -235,8 +258,22 @@ impl Store {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut tmp = NamedTempFile::new_in(dir)
             .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-        copy_sparse(&mut self.open_blob(d)?, tmp.as_file_mut())
-            .with_context(|| format!("copying {d} to {}", dest.display()))?;
+        let copied = if self.is_verified(d) {
+            let src = File::open(self.blob_path(d))
+                .with_context(|| format!("blob {d} is not in the store"))?;
+            clone_or_copy(&src, tmp.as_file()).or_else(|_| {
+                // Filesystems that copy_file_range cannot cross: through this process.
+                let f = tmp.as_file_mut();
+                f.set_len(0)?;
+                f.rewind()?;
+                let mut from = &src;
+                from.rewind()?;
+                copy_sparse(&mut BufReader::with_capacity(1 << 20, from), f).map(|_| ())
+            })
+        } else {
+            copy_sparse(&mut self.open_blob(d)?, tmp.as_file_mut()).map(|_| ())
+        };
+        copied.with_context(|| format!("copying {d} to {}", dest.display()))?;
         if let Some(mode) = mode {
             use std::os::unix::fs::PermissionsExt;
             tmp.as_file()
@@ -465,6 +502,64 @@ impl Storage for Store {
 
 /// Copies `r` into `f`, seeking over all-zero MiB blocks instead of writing them, so disk
 /// images keep their holes (a 64 MiB boot partition is mostly empty). Returns the length.
+/// Hashes what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// `src` copied to the empty `dst` without passing through this process: a reflink
+/// (`FICLONE`) where the filesystem can share extents (btrfs, XFS), else `copy_file_range`
+/// over the data regions only (`SEEK_DATA`/`SEEK_HOLE`), so a sparse image stays sparse.
+fn clone_or_copy(src: &File, dst: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (s, d) = (src.as_raw_fd(), dst.as_raw_fd());
+    // SAFETY: both descriptors are open for the duration of the call.
+    if unsafe { libc::ioctl(d, libc::FICLONE, s) } == 0 {
+        return Ok(());
+    }
+    let len = src.metadata()?.len();
+    let mut at: i64 = 0;
+    while (at as u64) < len {
+        // SAFETY: lseek on an open descriptor.
+        let data = unsafe { libc::lseek(s, at, libc::SEEK_DATA) };
+        if data < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                break; // only a hole is left
+            }
+            return Err(e);
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(s, data, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let (mut from, mut to) = (data, data);
+        while from < hole {
+            // SAFETY: the offsets are ours; the kernel copies between the open files.
+            let n = unsafe {
+                libc::copy_file_range(s, &mut from, d, &mut to, (hole - from) as usize, 0)
+            };
+            match n {
+                n if n > 0 => {}
+                0 => return Err(io::Error::other("the blob ended while it was copied")),
+                _ => return Err(io::Error::last_os_error()),
+            }
+        }
+        at = hole;
+    }
+    dst.set_len(len)
+}
+
 fn copy_sparse(r: &mut impl Read, f: &mut File) -> io::Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     let mut len = 0u64;
@@ -548,6 +643,9 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let s = store.put_bytes(b"hello").unwrap();
         fs::write(store.blob_path(&s.digest), b"jello").unwrap();
+        // What this handle stored it trusts for its lifetime (one command); the store as
+        // the next command opens it checks again.
+        let store = Store::open(dir.path()).unwrap();
         assert!(store.read_blob(&s.digest).is_err());
         let dest = dir.path().join("out/x");
         assert!(store.export_blob(&s.digest, &dest, None).is_err());
