@@ -25,6 +25,21 @@ fn hex(v: &Value) -> String {
 }
 
 /// Modification times of every object the server stores, by path.
+/// `fetch NAME` from the `nightly` channel of `prefix`, with `--json`.
+fn fetch_nightly(s3: &S3Server, env: &Env, prefix: &str, name: &str, out: &str) -> Run {
+    let from = s3.url(prefix);
+    let args = [
+        "--json",
+        "fetch",
+        name,
+        "--from",
+        &from,
+        "--channel",
+        "nightly",
+    ];
+    s3.run(env, &[&args[..], &["-o", out]].concat())
+}
+
 fn server_mtimes(s3: &S3Server) -> Vec<(String, std::time::SystemTime)> {
     let mut v: Vec<_> = walk(&s3.data.join(BUCKET))
         .into_iter()
@@ -353,21 +368,9 @@ fn a_blob_corrupted_on_the_server_is_caught_and_never_written_under_the_final_na
     bad[1 << 20] ^= 0x40;
     fs::write(&obj, &bad).unwrap();
 
-    s3.run(
-        &env,
-        &[
-            "fetch",
-            "disk.img",
-            "--from",
-            &s3.url("lab"),
-            "--channel",
-            "nightly",
-            "-o",
-            "out/disk.img",
-        ],
-    )
-    .fails()
-    .says(&["corrupt", "nothing was written to out/disk.img"]);
+    fetch_nightly(&s3, &env, "lab", "disk.img", "out/disk.img")
+        .fails()
+        .says(&["corrupt", "nothing was written to out/disk.img"]);
     let left: Vec<_> = fs::read_dir(env.path().join("out")).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
@@ -802,4 +805,42 @@ fn a_directory_is_a_store_to_publish_to_fetch_from_and_serve() {
         .fails()
         .error_is("./nothing-here: no store here (no blobs/ directory)");
     assert!(!env.path().join("nothing-here").exists());
+}
+
+#[test]
+fn a_large_fetch_from_a_bucket_comes_in_parallel_ranges_and_still_resumes_and_verifies() {
+    let env = Env::new();
+    let s3 = S3Server::start(&env);
+    // Five 8 MiB ranges, the last one short.
+    let data = noise((36 << 20) + 12345, 11);
+    let data_hex = sha256_hex(&data);
+    build_files(&env, "files", &[("disk.img", &data)]);
+    publish(&s3, &env, "lab", "nightly", &[]);
+    let fetch = |out: &str| fetch_nightly(&s3, &env, "lab", "disk.img", out);
+    let got = fetch("a/disk.img").ok().json();
+    assert_eq!(got["downloaded"], data.len() as u64, "{got:#}");
+    assert_eq!(fs::read(env.path().join("a/disk.img")).unwrap(), data);
+
+    // An interrupted download left its first 10 MiB: the rest is fetched in ranges from there.
+    fs::create_dir_all(env.path().join("b")).unwrap();
+    let part = env
+        .path()
+        .join(format!("b/.disk.img.{}.part", &data_hex[..16]));
+    fs::write(&part, &data[..10 << 20]).unwrap();
+    let got = fetch("b/disk.img").ok().json();
+    assert_eq!(got["resumed_from"], 10u64 << 20, "{got:#}");
+    assert_eq!(got["downloaded"], (data.len() - (10 << 20)) as u64);
+    assert_eq!(fs::read(env.path().join("b/disk.img")).unwrap(), data);
+    assert!(!part.exists());
+
+    // A byte changed on the server in the fourth range is caught; nothing is left behind.
+    let obj = s3.object_path(&format!("lab/blobs/sha256/{data_hex}"));
+    let mut bad = fs::read(&obj).unwrap();
+    bad[(26 << 20) + 7] ^= 0x01;
+    fs::write(&obj, &bad).unwrap();
+    fetch("c/disk.img")
+        .fails()
+        .says(&["corrupt", "nothing was written to c/disk.img"]);
+    let left: Vec<_> = fs::read_dir(env.path().join("c")).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -76,6 +76,10 @@ impl Storage for S3Store {
         self.rt.block_on(self.bucket.get(key))
     }
 
+    fn parallel_ranges(&self) -> bool {
+        true
+    }
+
     fn read_into(&self, key: &str, offset: u64, limit: u64, w: &mut dyn Write) -> Result<u64> {
         self.rt
             .block_on(self.bucket.download(key, offset, limit, w))
@@ -274,8 +278,9 @@ impl Bucket {
             .get_object()
             .bucket(&self.bucket)
             .key(self.key(rel));
-        if offset > 0 {
-            req = req.range(format!("bytes={offset}-"));
+        if offset > 0 || limit < u64::MAX {
+            let last = offset.saturating_add(limit).saturating_sub(1);
+            req = req.range(format!("bytes={offset}-{last}"));
         }
         let out = req
             .send()
