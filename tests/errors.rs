@@ -128,7 +128,7 @@ fn bad_command_line_values_name_the_recipe() {
     let recipes = crate::common::fixtures().join("recipes");
     env.run(&["build", "helo"]).fails().error_is(&format!(
         "no recipe `helo`: {}/helo.yaml does not exist (did you mean `hello`?); recipes in {}: \
-         clock, hello, patchable",
+         clock, hello, patchable, zbin, zbin-differs, zbin-newer",
         recipes.display(),
         recipes.display()
     ));
