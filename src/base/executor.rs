@@ -187,7 +187,7 @@ impl Executor {
         self.kind == ExecutorKind::Podman
             // SAFETY: geteuid has no preconditions and cannot fail.
             && unsafe { libc::geteuid() } == 0
-            && ["unshare", "mount"].iter().all(|t| which(t))
+            && ["unshare", "mount", self.kind.name()].iter().all(|t| which(t))
     }
 
     /// Whether the engine has `image` already.

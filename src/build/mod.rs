@@ -420,14 +420,18 @@ pub fn build(settings: &Settings, recipe: &LoadedRecipe, req: &Request) -> Resul
     }
 
     settings.may_run(&format!("recipe {}: action {key}", recipe.name))?;
-    let squashfs = if matches!(toolchain, Toolchain::None) {
-        None
-    } else {
-        settings.executor.check_available()?;
-        toolchain::ensure_image(&toolchain, settings)?
-    };
-    let fetched = source::fetch(recipe, store, &settings.mirrors)
-        .with_context(|| format!("recipe {}: fetching its source", recipe.name))?;
+    // The engine is asked for the image while the source is fetched: each question to
+    // podman costs a process start of its own.
+    let (squashfs, fetched) = std::thread::scope(|s| {
+        let image = s.spawn(|| match toolchain {
+            Toolchain::None => Ok(None),
+            _ => toolchain::ensure_image(&toolchain, settings),
+        });
+        let fetched = source::fetch(recipe, store, &settings.mirrors)
+            .with_context(|| format!("recipe {}: fetching its source", recipe.name));
+        (image.join().expect("ensure_image does not panic"), fetched)
+    });
+    let (squashfs, fetched) = (squashfs?, fetched?);
     let run = Run {
         settings,
         prepared: &prepared,

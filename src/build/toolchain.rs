@@ -287,6 +287,8 @@ pub fn ensure_image(t: &Toolchain, settings: &super::Settings) -> Result<Option<
     if settings.executor.has_image(&r.image) {
         return Ok(None);
     }
+    // Only now is it worth asking whether the engine runs at all, to say so plainly.
+    settings.executor.check_available()?;
     if r.blobs().any(|(_, d)| !store.has_blob(&d)) {
         pull_blobs(r, settings)?;
     }
