@@ -60,8 +60,8 @@ image_of() {
 }
 
 # --- Build: bootforge against the same make run by hand in the same container ----------
-echo "building the test toolchain..." >&2
-"$bf" toolchain build test >/dev/null
+echo "building the test toolchain (cached after the first run)..." >&2
+"$bf" build hello >/dev/null
 image=$(image_of test)
 by_hand() { # by_hand TREE EMBED_DIR MAKE_ARGS...: podman run ... make, as a user would
   podman run --rm --network=none --pull=never "${cargs[@]}" -v "$1:/src" -v "$2:/embed:ro" \

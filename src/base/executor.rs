@@ -190,8 +190,14 @@ impl Executor {
             && ["unshare", "mount", self.kind.name()].iter().all(|t| which(t))
     }
 
-    /// Whether the engine has `image` already.
+    /// Whether the engine has `image` already. For root's podman with the default storage,
+    /// the engine's own image list is read first: asking podman costs a process start
+    /// (about 50 ms here, a fifth of a small build), and a name listed there is an image
+    /// podman runs. Anything else, and an image not listed, is asked of the engine.
     pub fn has_image(&self, image: &str) -> bool {
+        if self.kind == ExecutorKind::Podman && which("podman") && listed_in_podman_storage(image) {
+            return true;
+        }
         Command::new(self.kind.name())
             .args(["image", "inspect", image])
             .stdout(Stdio::null())
@@ -223,6 +229,24 @@ impl Executor {
         }
         Ok(())
     }
+}
+
+/// Whether root podman's default image store (`overlay-images/images.json`) names `image`.
+fn listed_in_podman_storage(image: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Listed {
+        #[serde(default)]
+        names: Vec<String>,
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 || std::env::var_os("CONTAINERS_STORAGE_CONF").is_some() {
+        return false;
+    }
+    let path = "/var/lib/containers/storage/overlay-images/images.json";
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Vec<Listed>>(&b).ok())
+        .is_some_and(|images| images.iter().any(|i| i.names.iter().any(|n| n == image)))
 }
 
 /// Whether `tool` is on PATH.
