@@ -70,7 +70,7 @@ by_hand() { # by_hand TREE EMBED_DIR MAKE_ARGS...: podman run ... make, as a use
 cold=() cold_ref=() warm=() warm_ref=()
 for i in $(seq "$runs"); do
   mkdir -p "$work/e$i"
-  printf '#!ipxe\necho bench %s\n' "$i" >"$work/e$i/s.ipxe"
+  printf '#!ipxe\necho bench %s %s\n' "$i" "$(date +%s%N)" >"$work/e$i/s.ipxe"
   timed cold "$bf" build hello --embed "$work/e$i/s.ipxe"
   # The copy is part of both: bootforge prepares a fresh tree for every build too.
   t=$(date +%s%N)

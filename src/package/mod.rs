@@ -1,6 +1,7 @@
 //! The package stage: turns build outputs into what machines boot: chainload scripts
-//! rendered from `embed/` and written into built binaries (`bootforge embed`), and media
-//! assembled from them (`bootforge package`).
+//! rendered from `embed/` and written into built binaries (`bootforge embed`; iPXE's
+//! compressed BIOS images remade by the native `zbin`), and media assembled from them
+//! (`bootforge package`).
 
 mod assembly;
 mod bundle;
