@@ -22,7 +22,8 @@
 //! - [`recipe`] parses and validates recipes (uses `base`); [`source`] turns their pinned
 //!   sources into build trees (uses `recipe`, `store`); [`build`] computes action keys and
 //!   runs steps in pinned toolchains (uses `recipe`, `source`, `store`); [`package`] writes
-//!   chainload scripts into built binaries, signs EFI binaries for Secure Boot and assembles
+//!   chainload scripts into built binaries (remaking iPXE's compressed images with its own
+//!   native zbin), signs EFI binaries for Secure Boot and assembles
 //!   media, asking `build` only for outputs and tool runs (`build::build`, `build::run_tool`,
 //!   `build::run_in`).
 //! - [`release`] is the release format (manifests, channels, views) and its
