@@ -445,3 +445,29 @@ fn an_edited_toolchain_spec_means_a_new_toolchain() {
         "{plan}"
     );
 }
+
+#[test]
+fn a_debian_source_is_fetched_from_the_mirror_it_is_given() {
+    // The repository's own recipe for Debian's MokManager names its .deb by archive path
+    // only; here the mirror is a directory laid out like the archive.
+    let env = Env::new();
+    let deb = crate::common::deb("shim-helpers-amd64-signed");
+    let pool = env
+        .path()
+        .join("debian/pool/main/s/shim-helpers-amd64-signed");
+    fs::create_dir_all(&pool).unwrap();
+    fs::copy(&deb, pool.join(deb.file_name().unwrap())).unwrap();
+    let recipe = crate::common::root().join("recipes/shim-helpers.yaml");
+    let run = env
+        .cmd()
+        .args(["--json", "build", recipe.to_str().unwrap(), "--mirror"])
+        .arg(format!("debian:={}/", env.path().join("debian").display()))
+        .output()
+        .map(crate::common::Run::from)
+        .unwrap()
+        .ok();
+    let built = crate::common::only_build(&run);
+    let efi = crate::common::output(&built, "usr/lib/shim/mmx64.efi.signed");
+    assert!(env.blob(&efi).starts_with(b"MZ"));
+    env.assert_store_intact();
+}

@@ -41,6 +41,62 @@ impl Mirrors {
     }
 }
 
+/// The scheme of a source in the Debian archive: `debian:pool/main/…` names a file by its
+/// path in the archive, and is fetched from the mirror this machine's apt uses (or from
+/// `--mirror debian:=URL/`), so a recipe names no host and its pin is what makes it safe.
+pub const DEBIAN: &str = "debian:";
+
+impl Mirrors {
+    /// Where a `url:` source is fetched from: [`Mirrors::apply`], then a `debian:` URL
+    /// against apt's mirror.
+    pub fn resolve(&self, url: &str) -> Result<String> {
+        let to = self.apply(url);
+        let Some(path) = to.strip_prefix(DEBIAN) else {
+            return Ok(to);
+        };
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let deb822: String = glob::glob("/etc/apt/sources.list.d/*.sources")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|p| read(&p.to_string_lossy()))
+            .collect();
+        let base = apt_mirror(&deb822, &read("/etc/apt/sources.list")).with_context(|| {
+            format!(
+                "{url}: no Debian mirror in apt's sources (/etc/apt/sources.list.d/*.sources, \
+                 /etc/apt/sources.list); name one with --mirror {DEBIAN}=http://MIRROR/debian/"
+            )
+        })?;
+        Ok(format!(
+            "{}/{}",
+            base.trim_end_matches('/'),
+            path.trim_start_matches('/')
+        ))
+    }
+}
+
+/// The first Debian archive (not the security archive, which has no `pool/` of its own
+/// packages) in apt's deb822 sources, else in its one-line `sources.list`.
+fn apt_mirror(deb822: &str, list: &str) -> Option<String> {
+    let not_security = |u: &&str| !u.contains("security");
+    let from_deb822 = deb822
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("URIs:"))
+        .flat_map(str::split_whitespace)
+        .find(not_security);
+    let from_list = || {
+        list.lines()
+            .map(str::split_whitespace)
+            .filter_map(|mut w| {
+                (w.next() == Some("deb"))
+                    .then(|| w.find(|t| !t.starts_with('[') && !t.ends_with(']')))
+                    .flatten()
+            })
+            .find(not_security)
+    };
+    from_deb822.or_else(from_list).map(str::to_owned)
+}
+
 /// What identifies a source in an action key and in provenance.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -123,7 +179,7 @@ pub fn fetch(recipe: &LoadedRecipe, store: &Store, mirrors: &Mirrors) -> Result<
             sha256,
             strip_components,
         } => {
-            archive::ensure_blob(store, url, &mirrors.apply(url), sha256)?;
+            archive::ensure_blob(store, url, &mirrors.resolve(url)?, sha256)?;
             Fetched {
                 kind: FetchedKind::Archive {
                     blob: *sha256,
@@ -204,5 +260,31 @@ mod tests {
         );
         assert_eq!(m.apply("https://github.com/x/y"), "/srv/gh/x/y");
         assert_eq!(m.apply("https://example.org/z"), "https://example.org/z");
+    }
+
+    #[test]
+    fn debian_sources_come_from_apts_mirror() {
+        let deb822 = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\n\n\
+                      Types: deb\nURIs: http://mirror.example/debian-security\n";
+        assert_eq!(
+            apt_mirror(deb822, "").as_deref(),
+            Some("http://mirror.example/debian")
+        );
+        let list = "# a comment\ndeb http://security.example/debian-security bookworm-security main\n\
+                    deb [arch=amd64 signed-by=/k.gpg] http://old.example/debian bookworm main\n";
+        assert_eq!(
+            apt_mirror("", list).as_deref(),
+            Some("http://old.example/debian")
+        );
+        assert_eq!(
+            apt_mirror("", "deb-src http://x/debian bookworm main\n"),
+            None
+        );
+        // --mirror wins over apt's sources.
+        let m = Mirrors::new(vec![("debian:".into(), "/srv/debian/".into())]);
+        assert_eq!(
+            m.resolve("debian:pool/main/x.deb").unwrap(),
+            "/srv/debian/pool/main/x.deb"
+        );
     }
 }
