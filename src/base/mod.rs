@@ -9,7 +9,9 @@ pub mod process;
 pub mod progress;
 pub mod sign;
 
-pub use digest::{Digest, Hasher, HashingWriter, Named, VerifyingReader, hash_reader};
+pub use digest::{
+    Digest, Hasher, HashingReader, HashingWriter, Named, VerifyingReader, hash_reader,
+};
 
 /// This machine's architecture as Debian names it (`dpkg --print-architecture`): what
 /// debootstrap installs here, so what a toolchain image built here runs on.

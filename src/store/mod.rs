@@ -21,6 +21,7 @@ mod location;
 mod maintenance;
 pub mod s3;
 mod shared;
+mod sparse;
 
 use std::fs::File;
 use std::io::{self, Write};
