@@ -1,6 +1,6 @@
 //! `bootforge embed`: a rendered chainload script written into a recipe's built binaries.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -33,6 +33,12 @@ struct ZbinCheck {
     output: String,
     /// Why the native zbin is not used for this build; none when it matched.
     differs: Option<String>,
+}
+
+/// An output's bytes before and after its placeholder was written over.
+struct Patched {
+    built: Vec<u8>,
+    patched: Vec<u8>,
 }
 
 /// What the native zbin made of one image.
@@ -269,13 +275,16 @@ impl Patcher<'_> {
         let (sources, rest): (Vec<usize>, Vec<usize>) = (0..outputs.len())
             .filter(|&i| !repack.iter().any(|rp| rp.output == outputs[i].blob.name))
             .partition(|&i| repack.iter().any(|rp| rp.patch == outputs[i].blob.name));
+        let mut patched_sources = HashMap::new();
         for &i in &sources {
-            self.patch_one(&mut outputs[i], &ph)?;
+            if let Some(p) = self.patch_one(&mut outputs[i], &ph)? {
+                patched_sources.insert(outputs[i].blob.name.clone(), p);
+            }
         }
         let mut native = Vec::new();
         let mut in_toolchain = Vec::new();
         for rp in repack {
-            match self.native_job(rp, &outputs)? {
+            match self.native_job(rp, &mut patched_sources)? {
                 Some(job) => native.push(job),
                 None => in_toolchain.push(rp),
             }
@@ -313,7 +322,7 @@ impl Patcher<'_> {
                 .iter()
                 .map(|&i| {
                     let mut out = outputs[i].clone();
-                    self.patch_one(&mut out, &ph).map(|()| (i, out))
+                    self.patch_one(&mut out, &ph).map(|_| (i, out))
                 })
                 .collect();
             if let (Some(i), Some((p, c))) = (largest, last) {
@@ -337,18 +346,21 @@ impl Patcher<'_> {
     }
 
     /// Writes the script over the placeholder in `out`, if it holds one.
-    fn patch_one(&self, out: &mut EmbeddedArtifact, ph: &[u8]) -> Result<()> {
+    /// Returns the bytes as built and as patched, for a native repack to take without
+    /// reading them again.
+    fn patch_one(&self, out: &mut EmbeddedArtifact, ph: &[u8]) -> Result<Option<Patched>> {
         if out.blob.size > MAX_PATCHABLE {
-            return Ok(());
+            return Ok(None);
         }
-        let data = self.store().read_blob(&out.blob.sha256)?;
-        let patched = patch::patch(&data, ph, self.script)
+        let built = self.store().read_blob(&out.blob.sha256)?;
+        let patched = patch::patch(&built, ph, self.script)
             .with_context(|| format!("recipe {}: patching {}", self.recipe.name, out.blob.name))?;
-        if let Some(bytes) = patched {
-            let s = self.store().put_bytes(&bytes)?;
-            (out.blob.sha256, out.blob.size, out.patched) = (s.digest, s.size, true);
-        }
-        Ok(())
+        let Some(patched) = patched else {
+            return Ok(None);
+        };
+        let s = self.store().put_bytes(&patched)?;
+        (out.blob.sha256, out.blob.size, out.patched) = (s.digest, s.size, true);
+        Ok(Some(Patched { built, patched }))
     }
 
     /// Stores what the native zbin made, records the first-time checks, and remakes in the
@@ -424,7 +436,7 @@ impl Patcher<'_> {
     fn native_job<'r>(
         &self,
         rp: &'r Repack,
-        outputs: &[EmbeddedArtifact],
+        patched_sources: &mut HashMap<String, Patched>,
     ) -> Result<Option<NativeJob<'r>>> {
         let Some((bin, zinfo)) = zbin_command(rp) else {
             return Ok(None);
@@ -435,11 +447,7 @@ impl Patcher<'_> {
         else {
             return Ok(None);
         };
-        let patched = outputs
-            .iter()
-            .find(|o| o.blob.name == rp.patch)
-            .expect("validated: patch is an output");
-        if !patched.patched {
+        let Some(source) = patched_sources.remove(&rp.patch) else {
             bail!(
                 "recipe {}: remaking {} after patching {}: {} holds no placeholder to patch",
                 self.recipe.name,
@@ -447,7 +455,7 @@ impl Patcher<'_> {
                 rp.patch,
                 rp.patch
             );
-        }
+        };
         let key = Digest::of(
             serde_json::json!({
                 "schema": ZBIN_CHECK_SCHEMA,
@@ -470,13 +478,13 @@ impl Patcher<'_> {
             }
             None => Some(Check {
                 key,
-                built_bin: self.store().read_blob(&built_bin.blob.sha256)?,
+                built_bin: source.built,
                 built_output: built_output.blob.sha256,
             }),
         };
         Ok(Some(NativeJob {
             rp,
-            patched_bin: self.store().read_blob(&patched.blob.sha256)?,
+            patched_bin: source.patched,
             zinfo: self.store().read_blob(&built_zinfo.blob.sha256)?,
             check,
         }))
