@@ -25,7 +25,10 @@ const SIGN_SCHEMA: u32 = 1;
 
 /// Signs each `in/*.efi` of the working directory into `out/` with the key read from
 /// stdin, kept on a tmpfs only while it runs; `$1` is the cert, `$2` the time to sign at
-/// (sbsign writes the signing time into the signature: the clock is frozen at it).
+/// (sbsign writes the signing time into the signature: the clock is frozen at it). The
+/// wrapper's plain form (`faketime "DATE"`) only starts the clock at DATE and lets it run,
+/// so a signature made a second later on a loaded machine differs; `-f` with an absolute
+/// date stops it.
 const SBSIGN_ALL: &str = r#"set -eu
 umask 077
 key=$(mktemp /dev/shm/bootforge-db.XXXXXX)
@@ -34,7 +37,7 @@ cat > "$key"
 when=$(date -u -d "@$2" '+%Y-%m-%d %H:%M:%S')
 mkdir -p out
 for f in in/*.efi; do
-  TZ=UTC faketime "$when" sbsign --key "$key" --cert "$1" --output "out/${f#in/}" "$f" >/dev/null
+  TZ=UTC faketime -f "$when" sbsign --key "$key" --cert "$1" --output "out/${f#in/}" "$f" >/dev/null
 done"#;
 
 /// What a signed medium's manifest says about its signing (and so its action key).
@@ -251,6 +254,18 @@ impl Signer {
             if !matches!(existing_signature(&data, &self.cert_der)?, Existing::Ours) {
                 bail!("sbsign's output for {what} carries no signature with our cert");
             }
+            // A signature made at another time is other bytes: refuse it rather than store
+            // a medium that the next machine would not reproduce.
+            let want = signing_time_of(epoch);
+            match signing_time(&data) {
+                Some(t) if t == want => {}
+                t => bail!(
+                    "sbsign signed {what} at {} instead of {} (SOURCE_DATE_EPOCH): the \
+                     signing toolchain's faketime did not hold the clock",
+                    t.as_deref().unwrap_or("no time"),
+                    want
+                ),
+            }
             let key = self.action_key(unsigned, epoch);
             let stored = self.record(settings, &key, *unsigned, &data, epoch)?;
             signed.insert(*unsigned, stored);
@@ -448,6 +463,35 @@ fn existing_signature(data: &[u8], cert_der: &[u8]) -> Result<Existing> {
     })
 }
 
+/// PKCS#9 signingTime (1.2.840.113549.1.9.5), DER-encoded, as the signed attributes carry it.
+const SIGNING_TIME_OID: &[u8] = &[
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x05,
+];
+
+/// The signing time in a signed PE image's PKCS#7 (its UTCTime or GeneralizedTime text,
+/// such as `200101000000Z`); none when it holds none.
+fn signing_time(data: &[u8]) -> Option<String> {
+    let at = memchr::memmem::find(data, SIGNING_TIME_OID)? + SIGNING_TIME_OID.len();
+    // SET { UTCTime (0x17) | GeneralizedTime (0x18) }, short lengths.
+    let [0x31, _, 0x17 | 0x18, len] = *data.get(at..at + 4)? else {
+        return None;
+    };
+    let text = data.get(at + 4..at + 4 + len as usize)?;
+    String::from_utf8(text.to_vec()).ok()
+}
+
+/// The UTCTime text sbsign writes for a Unix time (X.509's form for 1950–2049).
+fn signing_time_of(epoch: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch.max(0) as u64);
+    let rfc = humantime::format_rfc3339_seconds(t).to_string();
+    let digits: String = rfc.chars().filter(char::is_ascii_digit).collect();
+    if (1950..2050).contains(&digits[..4].parse::<u32>().unwrap_or(0)) {
+        format!("{}Z", &digits[2..])
+    } else {
+        format!("{digits}Z")
+    }
+}
+
 /// Whether a PE image has an `.sbat` section, which shim requires of what it starts.
 pub fn has_sbat(data: &[u8]) -> bool {
     pe_headers(data).is_ok_and(|(_, sections)| {
@@ -579,4 +623,21 @@ pub fn keygen(settings: &Settings, recipes_dir: &Path, base: &Path) -> Result<Se
         cert_sha256: Digest::of(&cert_der).hex(),
         owner_guid: guid,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signing_time_is_read_as_sbsign_writes_it() {
+        assert_eq!(signing_time_of(1_577_836_800), "200101000000Z");
+        assert_eq!(signing_time_of(2_524_608_000), "20500101000000Z");
+        let mut pkcs7 = b"...".to_vec();
+        pkcs7.extend_from_slice(SIGNING_TIME_OID);
+        pkcs7.extend_from_slice(&[0x31, 0x0f, 0x17, 0x0d]);
+        pkcs7.extend_from_slice(b"200101000001Z...");
+        assert_eq!(signing_time(&pkcs7).as_deref(), Some("200101000001Z"));
+        assert_eq!(signing_time(b"no signature here"), None);
+    }
 }
