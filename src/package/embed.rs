@@ -275,9 +275,10 @@ impl Patcher<'_> {
         let (sources, rest): (Vec<usize>, Vec<usize>) = (0..outputs.len())
             .filter(|&i| !repack.iter().any(|rp| rp.output == outputs[i].blob.name))
             .partition(|&i| repack.iter().any(|rp| rp.patch == outputs[i].blob.name));
+        // Patched in memory only: storing them waits until their compression has started.
         let mut patched_sources = HashMap::new();
         for &i in &sources {
-            if let Some(p) = self.patch_one(&mut outputs[i], &ph)? {
+            if let Some(p) = self.patch_bytes(&outputs[i], &ph)? {
                 patched_sources.insert(outputs[i].blob.name.clone(), p);
             }
         }
@@ -288,6 +289,14 @@ impl Patcher<'_> {
                 Some(job) => native.push(job),
                 None => in_toolchain.push(rp),
             }
+        }
+        // What a toolchain repack reads from the store must be there before it runs.
+        for (name, p) in &patched_sources {
+            let i = sources
+                .iter()
+                .copied()
+                .find(|&i| &outputs[i].blob.name == name);
+            self.record(&mut outputs[i.expect("a source")], &p.patched)?;
         }
         // The LZMA work is what costs: each image (and each first-time check) on its own
         // thread. The other outputs are patched once all but the largest image are done, so
@@ -318,13 +327,27 @@ impl Patcher<'_> {
                     results.push(Some((joined(p), c.map(joined))));
                 }
             }
-            let patched_rest: Result<Vec<(usize, EmbeddedArtifact)>> = rest
+            let stored_sources: Result<Vec<(usize, EmbeddedArtifact)>> = native
                 .iter()
-                .map(|&i| {
+                .map(|job| {
+                    let i = sources
+                        .iter()
+                        .copied()
+                        .find(|&i| outputs[i].blob.name == job.rp.patch)
+                        .expect("a native job patches one of the sources");
                     let mut out = outputs[i].clone();
-                    self.patch_one(&mut out, &ph).map(|_| (i, out))
+                    self.record(&mut out, &job.patched_bin).map(|()| (i, out))
                 })
                 .collect();
+            let patched_rest: Result<Vec<(usize, EmbeddedArtifact)>> =
+                stored_sources.and_then(|mut done| {
+                    for &i in &rest {
+                        let mut out = outputs[i].clone();
+                        self.patch_one(&mut out, &ph)?;
+                        done.push((i, out));
+                    }
+                    Ok(done)
+                });
             if let (Some(i), Some((p, c))) = (largest, last) {
                 results[i] = Some((joined(p), c.map(joined)));
             }
@@ -349,18 +372,29 @@ impl Patcher<'_> {
     /// Returns the bytes as built and as patched, for a native repack to take without
     /// reading them again.
     fn patch_one(&self, out: &mut EmbeddedArtifact, ph: &[u8]) -> Result<Option<Patched>> {
+        let Some(p) = self.patch_bytes(out, ph)? else {
+            return Ok(None);
+        };
+        self.record(out, &p.patched)?;
+        Ok(Some(p))
+    }
+
+    /// The script written over the placeholder in `out`'s bytes, in memory, if it holds one.
+    fn patch_bytes(&self, out: &EmbeddedArtifact, ph: &[u8]) -> Result<Option<Patched>> {
         if out.blob.size > MAX_PATCHABLE {
             return Ok(None);
         }
         let built = self.store().read_blob(&out.blob.sha256)?;
         let patched = patch::patch(&built, ph, self.script)
             .with_context(|| format!("recipe {}: patching {}", self.recipe.name, out.blob.name))?;
-        let Some(patched) = patched else {
-            return Ok(None);
-        };
-        let s = self.store().put_bytes(&patched)?;
+        Ok(patched.map(|patched| Patched { built, patched }))
+    }
+
+    /// Stores `patched` as `out`'s new bytes.
+    fn record(&self, out: &mut EmbeddedArtifact, patched: &[u8]) -> Result<()> {
+        let s = self.store().put_bytes(patched)?;
         (out.blob.sha256, out.blob.size, out.patched) = (s.digest, s.size, true);
-        Ok(Some(Patched { built, patched }))
+        Ok(())
     }
 
     /// Stores what the native zbin made, records the first-time checks, and remakes in the
@@ -472,6 +506,8 @@ impl Patcher<'_> {
             Some(c) => {
                 if let Some(why) = &c.differs {
                     self.notice_toolchain(rp, why);
+                    // The toolchain remakes it from the stored patched source.
+                    patched_sources.insert(rp.patch.clone(), source);
                     return Ok(None);
                 }
                 None
