@@ -17,7 +17,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 shards=${2:-3}
-export BOOTFORGE_CONTAINER_ARGS="${BOOTFORGE_CONTAINER_ARGS---runtime runc --ulimit nofile=1024:1024 --ulimit nproc=4096:4096}"
 
 . ci/bench-lib.sh
 bench_start

@@ -14,8 +14,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
-export BOOTFORGE_CONTAINER_ARGS="${BOOTFORGE_CONTAINER_ARGS---runtime runc --ulimit nofile=1024:1024 --ulimit nproc=4096:4096}"
-read -r -a cargs <<<"$BOOTFORGE_CONTAINER_ARGS"
 debs="${BOOTFORGE_TEST_DEBS:-$PWD/target/debs}"
 for tool in aws mcopy openssl podman sha256sum xz; do
   command -v "$tool" >/dev/null || { echo "ci/bench.sh: needs $tool (run ci/test.sh once)" >&2; exit 1; }
@@ -62,6 +60,10 @@ image_of() {
 # --- Build: bootforge against the same make run by hand in the same container ----------
 echo "building the test toolchain (cached after the first run)..." >&2
 "$bf" build hello >/dev/null
+# The by-hand runs use the flags bootforge found this host's podman needs (or was given in
+# BOOTFORGE_CONTAINER_ARGS), so both sides start the same containers.
+mapfile -t cargs < <("$bf" doctor --json | python3 -c \
+  'import json,sys; print("\n".join(json.load(sys.stdin)["container_args"]))' | sed '/^$/d')
 image=$(image_of test)
 by_hand() { # by_hand TREE EMBED_DIR MAKE_ARGS...: podman run ... make, as a user would
   podman run --rm --network=none --pull=never "${cargs[@]}" -v "$1:/src" -v "$2:/embed:ro" \
@@ -104,17 +106,34 @@ fi
 if [ -n "${IPXE_REPO:-}" ] && [ -n "${BENCH_IPXE_BUILD:-}" ]; then
   tree="$work/ipxe"
   b=() r=()
-  targets=$(python3 -c "
-import yaml; r = yaml.safe_load(open('recipes/ipxe.yaml'))
-print(' '.join(r['outputs']))")
+  # The recipe's steps as a user would type them: one `podman run … make` per step, each
+  # with the outputs its target patterns select, and an embedded script of the same size.
+  mapfile -t steps < <(python3 -c "
+import fnmatch, shlex, sys, yaml
+r = yaml.safe_load(open('recipes/ipxe.yaml'))
+for step in r['steps']:
+    targets = [o for o in r['outputs'] if any(fnmatch.fnmatch(o, t) for t in step['targets'])]
+    argv = []
+    for a in step['run']:
+        if a == '{targets}':
+            argv += targets
+        else:
+            argv.append(a.replace('{jobs}', sys.argv[1]).replace('{embed}', '/embed/script.ipxe'))
+    print(shlex.join(argv))" "$(nproc)")
+  mkdir -p "$work/ipxe-embed"
+  { echo '#!ipxe'; head -c 4000 /dev/zero | tr '\0' '#'; echo; } >"$work/ipxe-embed/script.ipxe"
   echo "timing whole iPXE builds (minutes each)..." >&2
   for i in $(seq "$runs"); do
-    timed b ipxe build ipxe "${mirror[@]}" --set "BENCH_RUN=$i-$RANDOM"
+    timed b ipxe build ipxe "${mirror[@]}" --check
     rm -rf "$tree" && mkdir -p "$tree"
     t=$(date +%s%N)
     git --git-dir="$IPXE_REPO" archive 12798ec29aa8a64d8675c4378b99f5fe28447afb | tar -x -C "$tree"
-    podman run --rm --network=none --pull=never "${cargs[@]}" -v "$tree:/src" -w /src/src \
-      -e SOURCE_DATE_EPOCH=1772812135 "$ipxe_image" make -j"$(nproc)" $targets >/dev/null
+    for step in "${steps[@]}"; do
+      read -r -a argv <<<"$step"
+      podman run --rm --network=none --pull=never "${cargs[@]}" -v "$tree:/src" \
+        -v "$work/ipxe-embed:/embed:ro" -w /src/src -e SOURCE_DATE_EPOCH=1772812135 -e TZ=UTC \
+        -e LC_ALL=C "$ipxe_image" "${argv[@]}" >/dev/null
+    done
     r+=("$(ms "$t")")
   done
   row "iPXE v2.0.0 build from a clean tree: \`build ipxe\` vs \`podman run … make\` of the same targets" \

@@ -25,7 +25,8 @@
 #   BOOTFORGE_REPORT       optional: publish's --json report (default ./nightly-report.json)
 #   BOOT_SMOKE_LOG         optional: serial log of the boot test (default: next to the report)
 #   BOOT_SMOKE_TIMEOUT     optional: seconds the ISO has to start iPXE (default 120)
-#   BOOTFORGE_CONTAINER_ARGS  optional: extra `podman run` flags (default as in ci/test.sh)
+#   BOOTFORGE_CONTAINER_ARGS  optional: extra `podman run` flags (default: the ones bootforge
+#                          finds this host needs)
 # Relative paths are taken from the directory the script was started in.
 set -euo pipefail
 
@@ -72,16 +73,6 @@ out=${BOOTFORGE_OUT:-$PWD/nightly-out}
 report=${BOOTFORGE_REPORT:-$PWD/nightly-report.json}
 smoke_log=${BOOT_SMOKE_LOG:-$(dirname "$report")/boot-smoke-serial.log}
 smoke_timeout=${BOOT_SMOKE_TIMEOUT:-120}
-
-# Same podman flags as ci/test.sh (runc instead of crun, ulimits that need no
-# CAP_SYS_RESOURCE); set the variable, even to "", to override.
-if [ -z "${BOOTFORGE_CONTAINER_ARGS+set}" ]; then
-  if command -v runc >/dev/null; then
-    export BOOTFORGE_CONTAINER_ARGS="--runtime runc --ulimit nofile=1024:1024 --ulimit nproc=4096:4096"
-  else
-    export BOOTFORGE_CONTAINER_ARGS="--ulimit nofile=1024:1024 --ulimit nproc=4096:4096"
-  fi
-fi
 
 phases=("$@")
 [ ${#phases[@]} -gt 0 ] || phases=(all)

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::base::executor::{Executor, ExecutorKind};
 use crate::recipe::parse_yaml;
 use crate::source::Mirrors;
-use crate::store::{Location, Remote};
+use crate::store::{Location, Remote, layout};
 
 /// The config file name looked for in the current directory.
 pub const CONFIG_FILE: &str = "bootforge.yaml";
@@ -27,9 +27,9 @@ pub struct ConfigFile {
     /// URL prefix → replacement, as `--mirror FROM=TO`.
     #[serde(default)]
     pub mirrors: BTreeMap<String, String>,
-    /// Extra `podman run`/`docker run` arguments.
-    #[serde(default)]
-    pub container_args: Vec<String>,
+    /// Extra `podman run`/`docker run` arguments; when set (even to `[]`), bootforge never
+    /// adds flags of its own.
+    pub container_args: Option<Vec<String>>,
     /// The shared store, as `--remote` takes it.
     pub remote: Option<String>,
 }
@@ -111,9 +111,11 @@ impl Config {
         // Flags first: for the same prefix, the first one wins.
         let mut mirrors = flags.mirrors.clone();
         mirrors.extend(file.mirrors.clone());
-        let run_args = match var(env::CONTAINER_ARGS) {
-            Some(s) => shell_words::split(&s)
-                .with_context(|| format!("{} is not valid shell words", env::CONTAINER_ARGS))?,
+        let given_args = match var(env::CONTAINER_ARGS) {
+            Some(s) => Some(
+                shell_words::split(&s)
+                    .with_context(|| format!("{} is not valid shell words", env::CONTAINER_ARGS))?,
+            ),
             None => file.container_args.clone(),
         };
         let path_style = match var(env::S3_PATH_STYLE).as_deref() {
@@ -130,19 +132,19 @@ impl Config {
                 .map(|n| n.get())
                 .unwrap_or(1)
         });
+        let store = flags
+            .store
+            .clone()
+            .or(file.store.clone())
+            .unwrap_or_else(|| PathBuf::from("cache"));
+        let kind = flags
+            .executor
+            .or(file.executor)
+            .unwrap_or(ExecutorKind::Podman);
+        let learn_in = store.join(layout::engine_flags(kind.name()));
         Ok(Config {
-            store: flags
-                .store
-                .clone()
-                .or(file.store.clone())
-                .unwrap_or_else(|| PathBuf::from("cache")),
-            executor: Executor {
-                kind: flags
-                    .executor
-                    .or(file.executor)
-                    .unwrap_or(ExecutorKind::Podman),
-                run_args,
-            },
+            executor: Executor::new(kind, given_args, Some(learn_in)),
+            store,
             mirrors: Mirrors::new(mirrors),
             recipes: flags
                 .recipes
@@ -212,14 +214,18 @@ mod tests {
         assert_eq!(none.store, PathBuf::from("cache"));
         assert_eq!(none.recipes, PathBuf::from("recipes"));
         assert_eq!(none.executor.kind, ExecutorKind::Podman);
-        assert!(none.executor.run_args.is_empty());
+        assert!(none.executor.given_args.is_none());
+        assert_eq!(
+            none.executor.learned_file(),
+            Some(PathBuf::from("cache/engines/podman.json"))
+        );
         assert_eq!(none.remote.path_style, None);
         assert!(!none.remote.sdk_retries);
 
         let from_file = Config::resolve(&Flags::default(), vars(&[]), &file()).unwrap();
         assert_eq!(from_file.store, PathBuf::from("/from/file"));
         assert_eq!(from_file.executor.kind, ExecutorKind::Docker);
-        assert_eq!(from_file.executor.run_args, ["--from-file"]);
+        assert_eq!(from_file.executor.run_args(), ["--from-file"]);
         assert_eq!(from_file.mirrors.apply("https://a/x"), "/file/a/x");
 
         let env = vars(&[
@@ -229,7 +235,7 @@ mod tests {
             (env::KEY_PASSWORD, "pw"),
         ]);
         let from_env = Config::resolve(&Flags::default(), env, &file()).unwrap();
-        assert_eq!(from_env.executor.run_args, ["--runtime", "runc"]);
+        assert_eq!(from_env.executor.run_args(), ["--runtime", "runc"]);
         assert_eq!(from_env.remote.path_style, Some(false));
         assert!(from_env.remote.sdk_retries);
         assert_eq!(from_env.key_password.as_deref(), Some("pw"));

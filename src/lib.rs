@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! cli ─ config                                      parse, resolve settings once, render
+//!   doctor                                          what this machine lacks, and the fix
 //!   recipe → source → build → package               build side: recipes to media
 //!                          release → publish, fetch release side: manifests to buckets and back
 //!                                              flash  images to devices
@@ -30,13 +31,16 @@
 //!   readers, over `store`; [`publish`] writes releases and [`fetch`] reads them, neither
 //!   using the other. [`flash`] writes an image to a device.
 //! - [`config`] resolves flags, environment and file into settings; [`cli`] parses,
-//!   dispatches to one stage and prints its report. `fuzzing` holds the entry points of the
+//!   dispatches to one stage and prints its report (and describes itself: completions and
+//!   manual pages). [`doctor`] checks what the stages need of this machine (uses `base`,
+//!   `config`, `store`). `fuzzing` holds the entry points of the
 //!   fuzz targets in `tests/fuzz/`.
 
 pub mod base;
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod fetch;
 pub mod flash;
 #[doc(hidden)]

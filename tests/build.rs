@@ -4,7 +4,7 @@ use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{Env, contains, fixtures, only_build, output};
+use crate::common::{Env, Run, contains, fixtures, only_build, output, toolchain_record_path};
 
 #[test]
 fn builds_in_a_container_without_network_and_embeds_the_script() {
@@ -470,4 +470,109 @@ fn a_debian_source_is_fetched_from_the_mirror_it_is_given() {
     let efi = crate::common::output(&built, "usr/lib/shim/mmx64.efi.signed");
     assert!(env.blob(&efi).starts_with(b"MZ"));
     env.assert_store_intact();
+}
+
+#[test]
+fn container_flags_this_host_needs_are_learned_once_and_kept() {
+    let env = Env::new();
+    let learned = env.store().join("engines/podman.json");
+    let build_in = |env: &Env, set: &str, given: Option<&str>| -> Run {
+        let mut c = env.cmd();
+        match given {
+            Some(g) => c.env("BOOTFORGE_CONTAINER_ARGS", g),
+            None => c.env_remove("BOOTFORGE_CONTAINER_ARGS"),
+        };
+        c.args([
+            "--json",
+            "build",
+            "hello",
+            "--set",
+            &format!("GREETING={set}"),
+        ])
+        .output()
+        .unwrap()
+        .into()
+    };
+    let build = |set: &str, given: Option<&str>| build_in(&env, set, given);
+    let first = build("first", None).ok();
+    // The engine's own answer, as the reference: does `true` start with podman's defaults
+    // here? In an image of the test toolchain of this test's own.
+    let record: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.store().join(toolchain_record_path())).unwrap())
+            .unwrap();
+    let rootfs = record["rootfs"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let image = format!("localhost/bootforge-flagtest:{}", std::process::id());
+    let imported = Command::new("podman")
+        .arg("import")
+        .arg(env.store().join("blobs/sha256").join(rootfs))
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{imported:?}");
+    let starts = |args: &[String]| {
+        Command::new("podman")
+            .args(["run", "--rm", "--network=none", "--pull=never"])
+            .args(args)
+            .args([&image, "true"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let defaults_start = starts(&[]);
+    let outcome = std::panic::catch_unwind(|| {
+        if defaults_start {
+            assert!(!learned.exists(), "nothing to learn on this host:\n{first}");
+            assert!(
+                !first.stderr.contains("could not start a container"),
+                "{first}"
+            );
+            return;
+        }
+        assert!(
+            first.stderr.contains("could not start a container"),
+            "{first}"
+        );
+        assert!(
+            first.stderr.contains("BOOTFORGE_CONTAINER_ARGS overrides"),
+            "{first}"
+        );
+        let kept: serde_json::Value = serde_json::from_slice(&fs::read(&learned).unwrap()).unwrap();
+        let args: Vec<String> = serde_json::from_value(kept["run_args"].clone()).unwrap();
+        assert!(
+            starts(&args),
+            "the learned flags {args:?} do not start a container"
+        );
+        // The failed start is not part of the build: its log and outputs are those of a
+        // store that was given the flags from the start.
+        let other = Env::new();
+        let given = build_in(&other, "first", Some(&args.join(" "))).ok();
+        assert_eq!(
+            first.json()["builds"][0]["outputs"],
+            given.json()["builds"][0]["outputs"],
+            "{first}\n{given}"
+        );
+        // Said once: the next build uses what was kept, silently.
+        let second = build("second", None).ok();
+        assert!(!second.stderr.contains("could not start"), "{second}");
+        // The user's flags win, even empty ones: the engine's own error, nothing learned.
+        let before = fs::read(&learned).unwrap();
+        let given = build("given", Some("")).fails();
+        assert!(given.stderr.contains("exited with"), "{given}");
+        assert!(
+            !given.stderr.contains("could not start a container"),
+            "{given}"
+        );
+        assert_eq!(fs::read(&learned).unwrap(), before);
+    });
+    Command::new("podman")
+        .args(["rmi", "-f", &image])
+        .output()
+        .unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
@@ -41,10 +42,65 @@ impl ExecutorKind {
 #[derive(Debug, Clone)]
 pub struct Executor {
     pub kind: ExecutorKind,
-    /// Extra arguments for `podman run`/`docker run` (e.g. `--runtime runc` where crun
-    /// cannot run, lower `--ulimit`s where raising them is not allowed).
-    pub run_args: Vec<String>,
+    /// Extra `run` flags the user gave (`BOOTFORGE_CONTAINER_ARGS`, bootforge.yaml's
+    /// `container_args`): used as given, never changed.
+    pub given_args: Option<Vec<String>>,
+    /// Otherwise: flags this machine was found to need, and the file they are kept in.
+    learned: Arc<Mutex<Learned>>,
 }
+
+#[derive(Debug, Default)]
+struct Learned {
+    file: Option<PathBuf>,
+    loaded: bool,
+    args: Vec<String>,
+}
+
+/// What to do after a container run failed: see [`Executor::learn`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Retry {
+    No,
+    /// Run again: another run adopted the fix meanwhile.
+    Again,
+    /// Run again with the fix just adopted; print the notice.
+    Learned(String),
+}
+
+/// What the engine kept in the store after a container would not start.
+#[derive(Debug, Serialize, Deserialize)]
+struct LearnedFile {
+    run_args: Vec<String>,
+}
+
+/// A container start the engine refuses for a reason known `run` flags fix: what its error
+/// says (all of the words, any case), why, and the flags.
+struct Fix {
+    seen: &'static [&'static str],
+    why: &'static str,
+    args: &'static [&'static str],
+}
+
+/// The hosts our users meet: crun on a hybrid cgroup host ("cgroups in hybrid mode not
+/// supported"), and no CAP_SYS_RESOURCE to raise the engine's default ulimits (runc: "error
+/// setting rlimit type 7: operation not permitted"; crun: "setrlimit `RLIMIT_NOFILE`:
+/// Operation not permitted").
+const FIXES: &[Fix] = &[
+    Fix {
+        seen: &["cgroups in hybrid mode not supported"],
+        why: "crun cannot run containers on a hybrid cgroup host",
+        args: &["--runtime", "runc"],
+    },
+    Fix {
+        seen: &["rlimit", "operation not permitted"],
+        why: "the engine's default ulimits cannot be raised here (no CAP_SYS_RESOURCE)",
+        args: &[
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=4096:4096",
+        ],
+    },
+];
 
 /// Everything one step needs to run.
 pub struct StepCommand<'a> {
@@ -72,6 +128,94 @@ pub struct StepCommand<'a> {
 const MOUNT_THEN_EXEC: &str = r#"mount -t squashfs -o loop,ro "$1" "$2" && shift 2 && exec "$@""#;
 
 impl Executor {
+    /// An executor; `given_args` are the user's flags, `learn_in` where flags found to be
+    /// needed here are kept when the user gave none (the local store's `engines/`).
+    pub fn new(
+        kind: ExecutorKind,
+        given_args: Option<Vec<String>>,
+        learn_in: Option<PathBuf>,
+    ) -> Self {
+        Executor {
+            kind,
+            given_args,
+            learned: Arc::new(Mutex::new(Learned {
+                file: learn_in,
+                ..Learned::default()
+            })),
+        }
+    }
+
+    /// The extra `run` flags in use: the user's, or those learned on this machine.
+    pub fn run_args(&self) -> Vec<String> {
+        if let Some(given) = &self.given_args {
+            return given.clone();
+        }
+        let mut learned = self.learned.lock().expect("not poisoned");
+        if !learned.loaded {
+            learned.loaded = true;
+            if let Some(file) = &learned.file {
+                // A damaged file is relearned, not an error: it holds nothing but a cache.
+                learned.args = std::fs::read(file)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<LearnedFile>(&b).ok())
+                    .map(|f| f.run_args)
+                    .unwrap_or_default();
+            }
+        }
+        learned.args.clone()
+    }
+
+    /// Where learned flags are kept, when they are.
+    pub fn learned_file(&self) -> Option<PathBuf> {
+        if self.given_args.is_some() {
+            return None;
+        }
+        self.learned.lock().expect("not poisoned").file.clone()
+    }
+
+    /// After a container run with the flags `used` failed with `output` (the engine's
+    /// error): whether to run it again. When a known fix applies that `used` lacked and the
+    /// user gave no flags: adopted and kept for later runs if no other run has adopted it
+    /// meanwhile ([`Retry::Learned`], with the notice to print once), or already in use
+    /// ([`Retry::Again`]). [`Retry::No`]: the failure is the command's own, or nothing known
+    /// fixes it.
+    pub fn learn(&self, used: &[String], output: &str) -> Result<Retry> {
+        if self.given_args.is_some() || !self.kind.is_container() {
+            return Ok(Retry::No);
+        }
+        let text = output.to_lowercase();
+        let applied = |args: &[String], f: &Fix| args.windows(f.args.len()).any(|w| w == f.args);
+        let Some(fix) = FIXES
+            .iter()
+            .find(|f| f.seen.iter().all(|w| text.contains(w)) && !applied(used, f))
+        else {
+            return Ok(Retry::No);
+        };
+        self.run_args(); // loaded before it is extended
+        let mut learned = self.learned.lock().expect("not poisoned");
+        if applied(&learned.args, fix) {
+            return Ok(Retry::Again);
+        }
+        learned
+            .args
+            .extend(fix.args.iter().map(|a| (*a).to_owned()));
+        let kept = match &learned.file {
+            Some(file) => {
+                save_learned(file, &learned.args)?;
+                format!(" (kept in {})", file.display())
+            }
+            None => String::new(),
+        };
+        Ok(Retry::Learned(format!(
+            "note: {} could not start a container: {}. Retrying with `{}`, which bootforge \
+             uses for {} on this machine from now on{kept}; BOOTFORGE_CONTAINER_ARGS overrides.",
+            self.kind.name(),
+            fix.why,
+            fix.args.join(" "),
+            self.kind.name(),
+        )))
+    }
+
     /// Checks that the engine is installed and answers, with the fix in the error.
     pub fn check_available(&self) -> Result<()> {
         if !self.kind.is_container() {
@@ -148,7 +292,7 @@ impl Executor {
         if step.stdin {
             c.arg("--interactive");
         }
-        c.args(&self.run_args);
+        c.args(self.run_args());
         c.arg("-v")
             .arg(format!("{}:{CONTAINER_SRC}", step.tree.display()));
         if let Some(e) = step.embed_dir {
@@ -167,6 +311,48 @@ impl Executor {
         };
         c.args(step.argv);
         c
+    }
+
+    /// Runs `true` as a step would (in `image`, or on a squashfs of it mounted at an empty
+    /// directory), with an empty directory as its tree, learning flags as a step does;
+    /// returns the notices of what was learned.
+    pub fn run_true(
+        &self,
+        image: &str,
+        squashfs: Option<(&Path, &Path)>,
+        tree: &Path,
+    ) -> Result<Vec<String>> {
+        let bin = self.kind.name();
+        let argv = ["true".to_owned()];
+        let name = format!("bootforge-doctor-{}", std::process::id());
+        let mut notices = Vec::new();
+        loop {
+            let used = self.run_args();
+            let out = self
+                .command(&StepCommand {
+                    tree,
+                    workdir: "",
+                    embed_dir: None,
+                    image: Some(image),
+                    argv: &argv,
+                    env: &[],
+                    name: &name,
+                    squashfs,
+                    stdin: false,
+                })
+                .stdin(Stdio::null())
+                .output()
+                .with_context(|| format!("running {bin}"))?;
+            if out.status.success() {
+                return Ok(notices);
+            }
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            match self.learn(&used, &stderr)? {
+                Retry::Learned(n) => notices.push(n),
+                Retry::Again => {}
+                Retry::No => bail!("{bin} run: {}: {}", out.status, stderr.trim()),
+            }
+        }
     }
 
     /// Stops a container left running after its client was killed.
@@ -231,6 +417,25 @@ impl Executor {
     }
 }
 
+/// Writes the learned flags beside their file and renames them over it: a reader never
+/// sees half of them.
+fn save_learned(file: &Path, args: &[String]) -> Result<()> {
+    let dir = file
+        .parent()
+        .context("the learned-flags file has a directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    serde_json::to_writer_pretty(
+        &mut tmp,
+        &LearnedFile {
+            run_args: args.to_vec(),
+        },
+    )?;
+    tmp.persist(file)
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok(())
+}
+
 /// Whether root podman's default image store (`overlay-images/images.json`) names `image`.
 fn listed_in_podman_storage(image: &str) -> bool {
     #[derive(serde::Deserialize)]
@@ -253,4 +458,59 @@ fn listed_in_podman_storage(image: &str) -> bool {
 pub fn which(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The engines' own words, as seen on hosts like our CI machines.
+    const RUNC_RLIMIT: &str = "Error: runc: runc create failed: unable to start container \
+        process: error during container init: error setting rlimits for ready process: error \
+        setting rlimit type 7: operation not permitted: OCI permission denied";
+    const CRUN_RLIMIT: &str =
+        "Error: crun: setrlimit `RLIMIT_NOFILE`: Operation not permitted: OCI permission denied";
+    const CRUN_HYBRID: &str = "Error: crun: cgroups in hybrid mode not supported, drop all the \
+        cgroups mounted in \"/sys/fs/cgroup\": OCI runtime error";
+
+    #[test]
+    fn learns_each_known_fix_once_keeps_it_and_never_overrides_the_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("engines/podman.json");
+        let e = Executor::new(ExecutorKind::Podman, None, Some(file.clone()));
+        assert!(e.run_args().is_empty());
+        let learned = |r: Retry| matches!(r, Retry::Learned(_));
+        assert_eq!(e.learn(&[], "make: *** [all] Error 2").unwrap(), Retry::No);
+        let Retry::Learned(notice) = e.learn(&[], CRUN_HYBRID).unwrap() else {
+            panic!("a fix")
+        };
+        assert!(notice.contains("--runtime runc"), "{notice}");
+        // A run that started before the fix was adopted runs again, without a notice.
+        assert_eq!(e.learn(&[], CRUN_HYBRID).unwrap(), Retry::Again);
+        assert_eq!(e.learn(&e.run_args(), CRUN_HYBRID).unwrap(), Retry::No);
+        assert!(learned(e.learn(&e.run_args(), CRUN_RLIMIT).unwrap()));
+        assert_eq!(
+            e.learn(&e.run_args(), RUNC_RLIMIT).unwrap(),
+            Retry::No,
+            "the same fix"
+        );
+        let want = [
+            "--runtime",
+            "runc",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=4096:4096",
+        ];
+        assert_eq!(e.run_args(), want);
+        // Kept: a new process reads them back.
+        let again = Executor::new(ExecutorKind::Podman, None, Some(file));
+        assert_eq!(again.run_args(), want);
+
+        let given = Executor::new(ExecutorKind::Podman, Some(vec![]), None);
+        assert_eq!(given.learn(&[], RUNC_RLIMIT).unwrap(), Retry::No);
+        assert!(given.run_args().is_empty());
+        let host = Executor::new(ExecutorKind::Host, None, None);
+        assert_eq!(host.learn(&[], RUNC_RLIMIT).unwrap(), Retry::No);
+    }
 }

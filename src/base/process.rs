@@ -1,5 +1,5 @@
 //! Running one step: its own process group, stdout and stderr merged into the build log,
-//! a heartbeat on stderr while it runs, and the whole tree killed on timeout. Worth copying:
+//! a spinner with its last line on a terminal (a heartbeat line elsewhere) while it runs, and the whole tree killed on timeout. Worth copying:
 //! a child that can spawn children gets its own process group, so a kill reaches them all.
 
 use std::fs::File;
@@ -47,6 +47,8 @@ pub fn run_logged(
     let last_line = Arc::new(Mutex::new(String::new()));
     let mut log_copy = log.try_clone()?;
     let last = Arc::clone(&last_line);
+    let spinner = super::progress::Spinner::new(progress);
+    let shown = spinner.clone();
     // Both the pump and the waiter report on channels, so the step's end is seen the moment
     // it happens: polling here once cost a build 25–45 ms on every step.
     let (pumped, pump_done) = mpsc::channel();
@@ -63,6 +65,7 @@ pub fn run_logged(
                 let text = String::from_utf8_lossy(&buf);
                 let trimmed = text.trim_end();
                 if !trimmed.is_empty() {
+                    shown.set_line(trimmed);
                     *last.lock().expect("not poisoned") = trimmed.to_owned();
                 }
             }
@@ -92,7 +95,7 @@ pub fn run_logged(
             on_timeout();
             break Outcome::TimedOut(timeout);
         }
-        if now >= next_beat {
+        if now >= next_beat && !spinner.is_live() {
             let line = last_line.lock().expect("not poisoned").clone();
             eprintln!(
                 "{progress} still running ({}): {}",
@@ -102,6 +105,7 @@ pub fn run_logged(
             next_beat = now + HEARTBEAT;
         }
     };
+    spinner.finish();
     // A daemonised grandchild may keep the pipe open; do not wait for it forever.
     if let Ok(result) = pump_done.recv_timeout(Duration::from_secs(5)) {
         result.context("writing the build log")?;
@@ -115,6 +119,16 @@ fn truncate(s: &str, n: usize) -> String {
     } else {
         s.chars().take(n).collect::<String>() + "…"
     }
+}
+
+/// What a log file holds from byte `offset` on (lossily decoded), for reading what one run
+/// appended.
+pub fn read_from(path: &std::path::Path, offset: u64) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let from = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(text.len());
+    String::from_utf8_lossy(&text[from..]).into_owned()
 }
 
 /// The last `n` lines of a log file, for error messages.

@@ -1,9 +1,41 @@
-//! Upload and download progress on stderr: a live line on a terminal, a line every few
-//! seconds in a log.
+//! Progress on stderr: on a terminal, indicatif bars for transfers (bytes, rate, ETA) and
+//! spinners for build steps (elapsed, the last line of output), all under one
+//! `MultiProgress` so parallel work draws cleanly; anywhere else (a log, a pipe, `--json`),
+//! a plain line every few seconds.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+static PLAIN: AtomicBool = AtomicBool::new(false);
+
+/// No bars or spinners even on a terminal (`--json`: whatever reads stdout may show
+/// stderr too, and wants lines).
+pub fn set_plain(plain: bool) {
+    PLAIN.store(plain, Ordering::Relaxed);
+}
+
+/// Whether bars are drawn: stderr is a terminal and nobody asked for plain lines.
+pub fn live() -> bool {
+    !PLAIN.load(Ordering::Relaxed) && std::io::stderr().is_terminal()
+}
+
+fn multi() -> &'static MultiProgress {
+    static MULTI: OnceLock<MultiProgress> = OnceLock::new();
+    MULTI.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+}
+
+/// Prints a line on stderr above whatever bars are drawn.
+pub fn say(line: &str) {
+    if live() {
+        multi().suspend(|| eprintln!("{line}"));
+    } else {
+        eprintln!("{line}");
+    }
+}
 
 /// A writer that counts what goes through it into a [`Progress`].
 pub struct Counted<'a, W> {
@@ -29,7 +61,11 @@ impl<W: std::io::Write> std::io::Write for Counted<'_, W> {
     }
 }
 
-/// Bytes moved so far out of a known total.
+/// How often a plain line is printed for a transfer.
+const PLAIN_EVERY_MS: u64 = 5000;
+
+/// Bytes moved so far out of a known total: a bar on a terminal, a line every few seconds
+/// elsewhere.
 #[derive(Debug)]
 pub struct Progress {
     what: String,
@@ -37,35 +73,51 @@ pub struct Progress {
     done: AtomicU64,
     start: Instant,
     last_print_ms: AtomicU64,
-    tty: bool,
+    bar: Option<ProgressBar>,
 }
 
 impl Progress {
     /// Starts counting towards `total` bytes; `what` names the transfer ("uploading").
     pub fn new(what: &str, total: u64) -> Progress {
+        let bar = live().then(|| {
+            let bar = multi().add(ProgressBar::new(total));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} \
+                     {binary_bytes_per_sec}, ETA {eta}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_message(what.to_owned());
+            bar
+        });
         Progress {
             what: what.to_owned(),
             total,
             done: AtomicU64::new(0),
             start: Instant::now(),
             last_print_ms: AtomicU64::new(0),
-            tty: std::io::stderr().is_terminal(),
+            bar,
         }
     }
 
     /// Counts `n` more bytes and reports if it is time to.
     pub fn add(&self, n: u64) {
         let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
+        if let Some(bar) = &self.bar {
+            bar.inc(n);
+            return;
+        }
         let now = self.start.elapsed().as_millis() as u64;
-        let every = if self.tty { 200 } else { 5000 };
         let last = self.last_print_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= every
+        if now.saturating_sub(last) >= PLAIN_EVERY_MS
             && self
                 .last_print_ms
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            self.print(done, false);
+            eprintln!("{}", self.line(done));
         }
     }
 
@@ -74,14 +126,14 @@ impl Progress {
         self.done.load(Ordering::Relaxed)
     }
 
-    /// Ends a live line on a terminal.
+    /// Leaves the bar at its final state on a terminal.
     pub fn finish(&self) {
-        if self.tty && self.done() > 0 {
-            self.print(self.done(), true);
+        if let Some(bar) = &self.bar {
+            bar.finish();
         }
     }
 
-    fn print(&self, done: u64, last: bool) {
+    fn line(&self, done: u64) -> String {
         let secs = self
             .start
             .elapsed()
@@ -92,17 +144,65 @@ impl Progress {
         } else {
             done as f64 * 100.0 / self.total as f64
         };
-        let line = format!(
+        format!(
             "{} {} of {} ({pct:.0}%, {}/s)",
             self.what,
             human_bytes(done),
             human_bytes(self.total),
             human_bytes((done as f64 / secs) as u64)
-        );
-        if self.tty {
-            eprint!("\r\x1b[2K{line}{}", if last { "\n" } else { "" });
-        } else {
-            eprintln!("{line}");
+        )
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        // A transfer that failed part-way leaves its bar where it stopped.
+        if let Some(bar) = &self.bar
+            && !bar.is_finished()
+        {
+            bar.abandon();
+        }
+    }
+}
+
+/// A build step running: on a terminal, a spinner with its label, elapsed time and the last
+/// line it printed; elsewhere nothing (the caller prints heartbeat lines).
+#[derive(Clone)]
+pub struct Spinner {
+    bar: Option<ProgressBar>,
+}
+
+impl Spinner {
+    pub fn new(label: &str) -> Spinner {
+        let bar = live().then(|| {
+            let bar = multi().add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix} {elapsed} {wide_msg}")
+                    .expect("a valid template"),
+            );
+            bar.set_prefix(label.to_owned());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Spinner { bar }
+    }
+
+    /// Whether it is drawn (a terminal).
+    pub fn is_live(&self) -> bool {
+        self.bar.is_some()
+    }
+
+    /// Shows `line` as the step's latest output.
+    pub fn set_line(&self, line: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(line.to_owned());
+        }
+    }
+
+    /// Removes the spinner (the caller says how the step ended).
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
 }

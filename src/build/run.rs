@@ -2,7 +2,7 @@
 //! toolchain with its output in the build log, the outputs stored.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -16,8 +16,9 @@ use super::{
     ActionEntry, Artifact, DEFAULT_STEP_TIMEOUT, Prepared, Provenance, SCHEMA, Settings, elapsed,
 };
 use crate::base::Named;
-use crate::base::executor::StepCommand;
+use crate::base::executor::{Retry, StepCommand};
 use crate::base::process;
+use crate::base::progress::say;
 use crate::recipe::{Step, expand};
 use crate::source;
 
@@ -103,7 +104,7 @@ impl Run<'_> {
         let work = store.temp_dir(&format!("build-{name}-"))?;
         let tree = work.path().join("src");
         fs::create_dir(&tree)?;
-        eprintln!("[{name}] preparing source");
+        say(&format!("[{name}] preparing source"));
         self.fetched
             .materialize(store, &tree, &self.prepared.patches)
             .with_context(|| format!("recipe {name}: laying out the source"))?;
@@ -180,7 +181,7 @@ impl Run<'_> {
         )
         .with_context(|| format!("recipe {name}: step {}", i + 1))?;
         let progress = format!("[{name}] step {}/{steps} `{}`", i + 1, step.label());
-        eprintln!("{progress}");
+        say(&progress);
         writeln!(ws.log, "$ {}", shell_words::join(&argv))?;
         let container = format!(
             "bootforge-{}-{}-{}",
@@ -193,17 +194,6 @@ impl Run<'_> {
             ("TZ".to_owned(), "UTC".to_owned()),
             ("LC_ALL".to_owned(), "C".to_owned()),
         ];
-        let cmd = executor.command(&StepCommand {
-            tree: &ws.tree,
-            workdir: &self.workdir(),
-            embed_dir: ws.embed_dir.as_deref(),
-            image: self.toolchain.image(),
-            argv: &argv,
-            env: &env,
-            name: &container,
-            squashfs: self.squashfs.map(|sq| (sq, ws.mount.as_path())),
-            stdin: false,
-        });
         let timeout = self
             .prepared
             .recipe
@@ -212,9 +202,41 @@ impl Run<'_> {
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_STEP_TIMEOUT);
         let step_start = Instant::now();
-        let outcome = process::run_logged(cmd, timeout, &mut ws.log, &progress, || {
-            executor.kill_container(&container)
-        })?;
+        let outcome = loop {
+            let used = executor.run_args();
+            let cmd = executor.command(&StepCommand {
+                tree: &ws.tree,
+                workdir: &self.workdir(),
+                embed_dir: ws.embed_dir.as_deref(),
+                image: self.toolchain.image(),
+                argv: &argv,
+                env: &env,
+                name: &container,
+                squashfs: self.squashfs.map(|sq| (sq, ws.mount.as_path())),
+                stdin: false,
+            });
+            let before = ws.log.stream_position()?;
+            let outcome = process::run_logged(cmd, timeout, &mut ws.log, &progress, || {
+                executor.kill_container(&container)
+            })?;
+            // A container the engine would not start ran nothing, so the tree is as it was.
+            if let process::Outcome::Exited(s) = &outcome
+                && !s.success()
+            {
+                let retry = executor.learn(&used, &process::read_from(&ws.log_path, before))?;
+                if retry != Retry::No {
+                    // The log is an output: what this host's engine needed stays out of it,
+                    // or the same build on another host would record other bytes.
+                    ws.log.set_len(before)?;
+                    ws.log.seek(std::io::SeekFrom::Start(before))?;
+                    if let Retry::Learned(notice) = retry {
+                        say(&notice);
+                    }
+                    continue;
+                }
+            }
+            break outcome;
+        };
         let failure = match outcome {
             process::Outcome::Exited(s) if s.success() => None,
             process::Outcome::Exited(s) => Some(format!("exited with {s}")),
@@ -234,7 +256,10 @@ impl Run<'_> {
                 store.blob_path(&stored.digest).display()
             );
         }
-        eprintln!("{progress} done in {}", elapsed(step_start.elapsed()));
+        say(&format!(
+            "{progress} done in {}",
+            elapsed(step_start.elapsed())
+        ));
         Ok(argv)
     }
 

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 
 use super::Settings;
 use super::toolchain::{self, Toolchain};
+use crate::base::executor::Retry;
 use crate::recipe::LoadedRecipe;
 
 /// Runs `argv` in `recipe`'s toolchain (its image, the host for `--executor host`) on the
@@ -52,42 +53,50 @@ pub fn run_in(
         Toolchain::Host => None,
         t => t.image(),
     };
-    let mut command = executor.command(&crate::base::executor::StepCommand {
-        tree,
-        workdir: "",
-        embed_dir: None,
-        image,
-        argv,
-        env: &env,
-        name: &name,
-        squashfs: squashfs.as_deref().zip(mount.as_ref().map(|m| m.path())),
-        stdin: stdin.is_some(),
-    });
-    let mut child = command
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("running {}", argv.join(" ")))?;
-    if let Some(bytes) = stdin {
-        let mut pipe = child.stdin.take().expect("piped stdin");
-        // A tool that exits early closes the pipe; its exit status says why.
-        let _ = pipe.write_all(bytes);
+    loop {
+        let used = executor.run_args();
+        let mut command = executor.command(&crate::base::executor::StepCommand {
+            tree,
+            workdir: "",
+            embed_dir: None,
+            image,
+            argv,
+            env: &env,
+            name: &name,
+            squashfs: squashfs.as_deref().zip(mount.as_ref().map(|m| m.path())),
+            stdin: stdin.is_some(),
+        });
+        let mut child = command
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {}", argv.join(" ")))?;
+        if let Some(bytes) = stdin {
+            let mut pipe = child.stdin.take().expect("piped stdin");
+            // A tool that exits early closes the pipe; its exit status says why.
+            let _ = pipe.write_all(bytes);
+        }
+        let out = child
+            .wait_with_output()
+            .with_context(|| format!("running {}", argv.join(" ")))?;
+        if out.status.success() {
+            return Ok(out.stdout);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // The engine would not start the container: nothing ran, so a retry is safe.
+        match executor.learn(&used, &stderr)? {
+            Retry::No => {}
+            Retry::Again => continue,
+            Retry::Learned(notice) => {
+                crate::base::progress::say(&notice);
+                continue;
+            }
+        }
+        bail!("`{}` {}: {}", argv.join(" "), out.status, stderr.trim());
     }
-    let out = child
-        .wait_with_output()
-        .with_context(|| format!("running {}", argv.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "`{}` {}: {}",
-            argv.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(out.stdout)
 }

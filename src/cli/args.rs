@@ -13,7 +13,7 @@ use crate::store::Location;
 
 /// Reproducible boot artifacts: pinned recipes, content-addressed store, hermetic builds.
 #[derive(Debug, Parser)]
-#[command(name = "bootforge", version, about)]
+#[command(name = "bootforge", version, about, after_help = CLI_EXAMPLES)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -80,6 +80,7 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build recipes (independent ones in parallel), printing each output's name, sha256, size.
+    #[command(after_help = BUILD_EXAMPLES)]
     Build {
         #[command(flatten)]
         sel: Selection,
@@ -91,12 +92,14 @@ pub enum Command {
         out: Option<PathBuf>,
     },
     /// Show action keys and whether each build is a cache hit, and why not; runs nothing.
+    #[command(after_help = PLAN_EXAMPLES)]
     Plan {
         #[command(flatten)]
         sel: Selection,
     },
     /// Write a chainload script rendered from the recipe's template into its built binaries'
     /// placeholder: a new URL without a rebuild.
+    #[command(after_help = EMBED_EXAMPLES)]
     Embed {
         /// Recipe name or path; it must have a `placeholder:` section.
         recipe: String,
@@ -112,6 +115,7 @@ pub enum Command {
     },
     /// Assemble a medium from the profile's loaders (building and embedding as needed),
     /// store it with its manifest and print its sha256.
+    #[command(after_help = PACKAGE_EXAMPLES)]
     Package {
         /// The medium to make.
         #[arg(long, value_enum)]
@@ -127,17 +131,20 @@ pub enum Command {
         out: Option<PathBuf>,
     },
     /// Toolchain images.
+    #[command(after_help = TOOLCHAIN_EXAMPLES)]
     Toolchain {
         #[command(subcommand)]
         command: ToolchainCommand,
     },
     /// The local store.
+    #[command(after_help = CACHE_EXAMPLES)]
     Cache {
         #[command(subcommand)]
         command: CacheCommand,
     },
     /// Upload what the last builds and packages produced to a bucket and point a channel at
     /// it; or, with --manifest, point a channel at an existing manifest (promote).
+    #[command(after_help = PUBLISH_EXAMPLES)]
     Publish {
         /// The bucket and prefix, s3://BUCKET[/PREFIX]. Credentials, region and endpoint come
         /// from the AWS chain (AWS_* environment, profiles, AWS_ENDPOINT_URL).
@@ -158,6 +165,7 @@ pub enum Command {
         parallel: usize,
     },
     /// Download an artifact (by name, package target, or sha256:<hex>), verified, resumable.
+    #[command(after_help = FETCH_EXAMPLES)]
     Fetch {
         /// An artifact name (bootforge.iso, ipxe/ipxe.efi), a package target (rpi-img) or
         /// sha256:<hex>.
@@ -176,6 +184,7 @@ pub enum Command {
         verify_key: Option<PathBuf>,
     },
     /// List a published store's channels, manifests and blobs with sizes and dates.
+    #[command(after_help = LS_EXAMPLES)]
     Ls {
         /// s3://BUCKET[/PREFIX] or https://HOST[/PATH] (HTTPS shows channels only).
         #[arg(long, value_name = "URL", value_parser = Location::parse)]
@@ -183,6 +192,7 @@ pub enum Command {
     },
     /// Make a minisign key pair for signing publishes (BASE.key, secret, and BASE.pub), or
     /// with --secure-boot NAME a Secure Boot db key and what enrols it.
+    #[command(after_help = KEYGEN_EXAMPLES)]
     Keygen {
         /// Path without extension.
         #[arg(long, default_value = "bootforge", value_name = "BASE")]
@@ -194,6 +204,7 @@ pub enum Command {
         secure_boot: Option<PathBuf>,
     },
     /// Write an image to a USB stick or SD card (or a file), sync, read back and compare.
+    #[command(after_help = FLASH_EXAMPLES)]
     Flash {
         /// The image file to write.
         image: PathBuf,
@@ -203,6 +214,26 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long, short)]
         yes: bool,
+    },
+    /// Check what bootforge needs here (container engine and runtime, debootstrap, git,
+    /// squashfs-tools, QEMU and firmware for boot tests, the store, the remote and its
+    /// credentials) and print the fix for each problem. Exits non-zero when something the
+    /// pipeline needs is missing.
+    #[command(after_help = DOCTOR_EXAMPLES)]
+    Doctor,
+    /// Print a completion script for a shell.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, or write a page per command into DIR.
+    #[command(after_help = MAN_EXAMPLES)]
+    Man {
+        /// Write bootforge.1, bootforge-build.1, … into DIR instead.
+        #[arg(long, short, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -234,12 +265,14 @@ pub struct Selection {
 #[derive(Debug, Subcommand)]
 pub enum ToolchainCommand {
     /// Build the image for recipes/toolchains/NAME.yaml (debootstrap; needs root and a mirror).
+    #[command(after_help = TOOLCHAIN_BUILD_EXAMPLES)]
     Build {
         /// Spec name, or a path to a spec file.
         name: String,
     },
     /// Make NAME's image ready from a rootfs built before, here or in the shared store
     /// (--remote): no debootstrap. Fails when neither has one of this spec.
+    #[command(after_help = TOOLCHAIN_PULL_EXAMPLES)]
     Pull {
         /// Spec name, or a path to a spec file.
         name: String,
@@ -250,15 +283,19 @@ pub enum ToolchainCommand {
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
     /// Add files to the store (sources for air-gapped machines) and print their sha256.
+    #[command(after_help = CACHE_IMPORT_EXAMPLES)]
     Import {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// List blobs with sizes and what refers to them.
+    #[command(after_help = CACHE_LS_EXAMPLES)]
     Ls,
     /// Re-hash every blob and check every reference; non-zero exit if anything is wrong.
+    #[command(after_help = CACHE_VERIFY_EXAMPLES)]
     Verify,
     /// Remove blobs nothing refers to (recipe pins in the recipes directory count).
+    #[command(after_help = CACHE_GC_EXAMPLES)]
     Gc,
 }
 
@@ -272,3 +309,103 @@ fn parse_shard(s: &str) -> anyhow::Result<(usize, usize)> {
         _ => anyhow::bail!("--shard `{s}`: expected I/N with 1 <= I <= N, e.g. 2/3"),
     }
 }
+
+const CLI_EXAMPLES: &str = "Examples:
+  bootforge build ipxe                    # build iPXE from recipes/ipxe.yaml
+  bootforge embed ipxe --set chain_url=http://boot.example/boot.ipxe -o out/
+  bootforge package --target iso --set chain_url=http://boot.example/boot.ipxe -o out/
+  bootforge publish --to s3://boot/fleet --channel stable
+  bootforge fetch rpi-img --from https://boot.example/fleet --channel stable
+  bootforge doctor                        # what this machine is missing, and the fix
+
+Run `bootforge COMMAND --help` for a command's examples, `bootforge man` for the manual.";
+
+const BUILD_EXAMPLES: &str = "Examples:
+  bootforge build ipxe                            # outputs' names, sha256s and sizes
+  bootforge build ipxe grub syslinux              # several recipes, in parallel
+  bootforge build ipxe --target bin/undionly.kpxe # only some outputs
+  bootforge build ipxe --embed my-script.ipxe -o out/
+  bootforge build ipxe --check                    # rebuild; fail if any byte differs
+  bootforge build --all --shard 2/3 --remote s3://boot/shared";
+
+const PLAN_EXAMPLES: &str = "Examples:
+  bootforge plan ipxe                 # action key; cache hit, or what changed
+  bootforge plan --all --json";
+
+const EMBED_EXAMPLES: &str = "Examples:
+  bootforge embed ipxe --set chain_url=http://boot.example/boot.ipxe -o out/
+  bootforge embed ipxe --template my-chain.ipxe.j2 --set chain_url=https://boot.example/";
+
+const PACKAGE_EXAMPLES: &str = "Examples:
+  bootforge package --target iso --set chain_url=http://boot.example/boot.ipxe -o out/
+  bootforge package --target usb-img --set chain_url=http://boot.example/boot.ipxe
+  bootforge package --target rpi-img --profile recipes/media/lab.yaml -o out/
+  bootforge package --target pxe-bundle --no-build --remote s3://boot/shared";
+
+const TOOLCHAIN_EXAMPLES: &str = "Examples:
+  bootforge toolchain build ipxe
+  bootforge toolchain pull ipxe --remote s3://boot/shared";
+
+const CACHE_EXAMPLES: &str = "Examples:
+  bootforge cache import grub-2.12.tar.xz
+  bootforge cache ls
+  bootforge cache verify && bootforge cache gc";
+
+const PUBLISH_EXAMPLES: &str = "Examples:
+  AWS_ENDPOINT_URL=http://127.0.0.1:3900 bootforge publish --to s3://boot/fleet --channel nightly
+  bootforge publish --to s3://boot/fleet --channel stable --manifest sha256:…   # promote
+  bootforge publish --to /srv/www/boot --channel stable --sign bootforge.key";
+
+const FETCH_EXAMPLES: &str = "Examples:
+  bootforge fetch bootforge.iso --from s3://boot/fleet --channel stable
+  bootforge fetch rpi-img --from https://boot.example/fleet --channel stable -o pi.img
+  bootforge fetch ipxe/ipxe.efi --from https://boot.example/fleet --channel stable --verify-key bootforge.pub
+  bootforge fetch sha256:… --from s3://boot/fleet -o ipxe.efi";
+
+const LS_EXAMPLES: &str = "Examples:
+  bootforge ls --from s3://boot/fleet
+  bootforge ls --from https://boot.example/fleet --json";
+
+const KEYGEN_EXAMPLES: &str = "Examples:
+  bootforge keygen --out keys/bootforge        # keys/bootforge.key and keys/bootforge.pub
+  bootforge keygen --secure-boot keys/fleet    # keys/fleet-db.{key,crt,esl,auth}, OVMF vars";
+
+const FLASH_EXAMPLES: &str = "Examples:
+  bootforge flash out/bootforge-rpi.img --device /dev/sdX
+  bootforge flash out/bootforge.img --device /dev/sdX --yes";
+
+const TOOLCHAIN_BUILD_EXAMPLES: &str = "Examples:
+  bootforge toolchain build ipxe                  # recipes/toolchains/ipxe.yaml
+  bootforge toolchain build ./my-toolchain.yaml";
+
+const TOOLCHAIN_PULL_EXAMPLES: &str = "Examples:
+  bootforge toolchain pull ipxe --remote s3://boot/shared
+  bootforge toolchain pull ipxe --remote https://boot.example/shared";
+
+const CACHE_IMPORT_EXAMPLES: &str = "Examples:
+  bootforge cache import grub-2.12.tar.xz syslinux-6.03.tar.xz";
+
+const CACHE_LS_EXAMPLES: &str = "Examples:
+  bootforge cache ls
+  bootforge cache ls --json --store /srv/bootforge";
+
+const CACHE_VERIFY_EXAMPLES: &str = "Examples:
+  bootforge cache verify || echo 'the store is damaged: see above'";
+
+const CACHE_GC_EXAMPLES: &str = "Examples:
+  bootforge cache gc
+  bootforge cache gc --recipes /srv/recipes    # keeps what those recipes pin";
+
+const DOCTOR_EXAMPLES: &str = "Examples:
+  bootforge doctor
+  bootforge doctor --json | jq '.checks[] | select(.ok | not)'
+  bootforge doctor --remote s3://boot/shared      # also the shared store and credentials";
+
+const COMPLETIONS_EXAMPLES: &str = "Examples:
+  bootforge completions bash > /etc/bash_completion.d/bootforge
+  bootforge completions zsh > \"${fpath[1]}/_bootforge\"
+  bootforge completions fish > ~/.config/fish/completions/bootforge.fish";
+
+const MAN_EXAMPLES: &str = "Examples:
+  bootforge man | man -l -
+  bootforge man -o /usr/local/share/man/man1 && mandb -q";

@@ -3,6 +3,7 @@
 //! serde for `--json`). Nothing here does a stage's work.
 
 pub mod args;
+mod docs;
 mod render;
 
 use std::io::{self, Write};
@@ -17,6 +18,7 @@ use serde::Serialize;
 use crate::base::sign::{self, Signer, Verifier};
 use crate::build::{self, Request, Settings};
 use crate::config::{Config, ConfigFile, Flags};
+use crate::doctor;
 use crate::fetch;
 use crate::flash;
 use crate::package;
@@ -96,6 +98,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let out = Output {
         json: cli.global.json,
     };
+    crate::base::progress::set_plain(cli.global.json);
+    // These describe the CLI itself: no configuration is read, nothing is opened.
+    match &cli.command {
+        Command::Completions { shell } => {
+            docs::completions(*shell, &mut io::stdout().lock());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man { out: None } => {
+            docs::man_page(&mut io::stdout().lock())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man { out: Some(dir) } => {
+            let pages = docs::man_pages(dir)?;
+            out.report(&pages, render::man_pages)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let parallel = match &cli.command {
         Command::Publish { parallel, .. } => Some(*parallel),
         _ => None,
@@ -138,6 +158,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Flash { image, device, yes } => {
             out.report(&flash::flash(&image, &device, yes)?, render::flash)?;
+        }
+        Command::Doctor => {
+            let report = doctor::doctor(&config);
+            out.report(&report, render::doctor)?;
+            if !report.ok {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         command => return with_store(out, &config, &keys, command),
     }
@@ -280,7 +307,10 @@ fn with_store(out: Output, config: &Config, keys: &Keys, command: Command) -> Re
         | Command::Keygen {
             secure_boot: None, ..
         }
-        | Command::Flash { .. } => {
+        | Command::Flash { .. }
+        | Command::Doctor
+        | Command::Completions { .. }
+        | Command::Man { .. } => {
             unreachable!("run() handles the commands without a store")
         }
     }

@@ -309,3 +309,31 @@ pub fn flash(w: &mut dyn Write, r: &FlashReport) -> Result<()> {
         r.sha256
     )
 }
+
+pub fn doctor(w: &mut dyn Write, r: &crate::doctor::Report) -> Result<()> {
+    use crate::doctor::Status;
+    for c in &r.checks {
+        let mark = match c.status {
+            Status::Ok => "ok  ",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+            Status::Skip => "skip",
+        };
+        writeln!(w, "{mark}  {:<17} {}", c.name, c.detail)?;
+        if let Some(fix) = &c.fix {
+            writeln!(w, "      {:<17} fix: {fix}", "")?;
+        }
+    }
+    let failed = r.checks.iter().filter(|c| c.status == Status::Fail).count();
+    match failed {
+        0 => writeln!(w, "bootforge can build here."),
+        n => writeln!(w, "{n} problem(s) stop builds here: see the fixes above."),
+    }
+}
+
+pub fn man_pages(w: &mut dyn Write, pages: &Vec<std::path::PathBuf>) -> Result<()> {
+    for p in pages {
+        writeln!(w, "{}", p.display())?;
+    }
+    Ok(())
+}

@@ -12,7 +12,9 @@
 //! index.json  SHA256SUMS (+ .minisig)  os_list.json      views, rewritten on every publish
 //! ```
 //!
-//! Only the local store also has `git/` (bare clones, a fetch cache), `tmp/` and `locks/`.
+//! Only the local store also has `git/` (bare clones, a fetch cache), `tmp/`, `locks/` and
+//! `engines/<engine>.json` (the `run` flags this machine's container engine was found to
+//! need; never pushed).
 
 use crate::base::Digest;
 
@@ -43,6 +45,11 @@ pub fn toolchain(name: &str, arch: &str) -> String {
 /// Where bootforge before per-architecture records kept one (built on this machine).
 pub fn toolchain_unqualified(name: &str) -> String {
     format!("toolchains/{name}.json")
+}
+
+/// The `run` flags learned for a container engine on this machine (local store only).
+pub fn engine_flags(engine: &str) -> String {
+    format!("engines/{engine}.json")
 }
 
 pub fn history(recipe: &str) -> String {
