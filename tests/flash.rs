@@ -65,6 +65,52 @@ fn flashes_an_image_smaller_than_the_held_back_mib() {
 }
 
 #[test]
+fn flashes_an_xz_image_decompressing_it_as_it_writes() {
+    let env = Env::bare();
+    // Two xz streams back to back with padding, as `xz` and `cat` make them: 6 MiB of
+    // image, partly zeros so it compresses.
+    let mut bytes = noise(3 * MIB + 17, 3);
+    bytes.extend(vec![0; 3 * MIB]);
+    let (a, b) = bytes.split_at(2 * MIB);
+    let mut xz = Vec::new();
+    for (i, part) in [a, b].iter().enumerate() {
+        let path = env.path().join(format!("part{i}"));
+        fs::write(&path, part).unwrap();
+        let out = Command::new("xz")
+            .args(["-T1", "-c"])
+            .arg(&path)
+            .output()
+            .expect("running xz (xz-utils)");
+        assert!(out.status.success(), "{out:?}");
+        xz.extend(out.stdout);
+        xz.extend([0; 4]);
+    }
+    let image = env.path().join("image.img.xz");
+    fs::write(&image, &xz).unwrap();
+    let target = env.path().join("sd.raw");
+    let run = flash(&env, &image, &target, &[]).ok();
+    assert_report(&run, &bytes);
+    assert_eq!(run.json()["decompressed"], true, "{run}");
+    assert!(fs::read(&target).unwrap() == bytes, "target differs");
+
+    // Cut short, or with a damaged block: refused naming the file, no target left.
+    for (name, bad) in [
+        ("cut.img.xz", xz[..xz.len() - 9].to_vec()),
+        ("damaged.img.xz", {
+            let mut d = xz.clone();
+            d[100] ^= 0x40;
+            d
+        }),
+    ] {
+        let image = env.path().join(name);
+        fs::write(&image, &bad).unwrap();
+        let target = env.path().join(format!("{name}.raw"));
+        flash(&env, &image, &target, &[]).fails().says(&[name]);
+        assert!(!target.exists(), "{name}: a target was left");
+    }
+}
+
+#[test]
 fn flashes_onto_an_existing_larger_file_with_yes() {
     let env = Env::bare();
     let (image, bytes) = write_image(&env, 5 * MIB, 3);

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::http::HttpServer;
-use crate::common::media::{package, rpi_profile};
+use crate::common::media::{package, rpi_profile, run_tool};
 use crate::common::noise;
 use crate::common::s3::{BUCKET, S3Server, build_files};
 use crate::common::{Env, Run, sha256_hex};
@@ -152,7 +152,7 @@ fn publish_then_the_aws_cli_downloads_the_same_bytes_and_republish_sends_nothing
     assert!(
         changed
             .iter()
-            .all(|k| ["index.json", "SHA256SUMS", "os_list.json"].contains(&k.as_str())),
+            .all(|k| ["index.json", "SHA256SUMS", "os_list.json", "icon.png"].contains(&k.as_str())),
         "only the views may be rewritten, got {changed:?}"
     );
 
@@ -167,8 +167,8 @@ fn publish_then_the_aws_cli_downloads_the_same_bytes_and_republish_sends_nothing
     assert_eq!(promoted["uploaded"]["objects"], 0, "{promoted:#}");
     assert_eq!(promoted["channel_changed"], true);
     assert_eq!(
-        promoted["metadata"]["objects"], 4,
-        "the pointer and three views"
+        promoted["metadata"]["objects"], 5,
+        "the pointer, three views and the icon"
     );
     let stable: Value =
         serde_json::from_slice(&fs::read(s3.object_path("lab/channels/stable.json")).unwrap())
@@ -671,27 +671,36 @@ fn publish_refused_unsigned(s3: &S3Server, env: &Env) {
 }
 
 #[test]
-fn os_list_json_lists_the_pi_image_with_the_fields_rpi_imager_needs() {
+fn os_list_json_is_valid_for_rpi_imager_and_serves_the_image_as_xz() {
     let env = Env::new();
     let s3 = S3Server::start(&env);
     let profile = rpi_profile(&env);
     let img = package(&env, "rpi-img", &profile, "http://boot.example/boot.ipxe");
     let img_hex = hex(&img["sha256"]);
-    publish(
+    let published = publish(
         &s3,
         &env,
         "lab",
         "nightly",
         &["--public-url", "https://boot.example/lab/"],
     );
-    s3.aws(
+    let get = |key: &str, to: &str| {
+        s3.aws(
+            env.path(),
+            &["s3", "cp", &format!("s3://{BUCKET}/lab/{key}"), to],
+        )
+        .ok();
+        fs::read(env.path().join(to)).unwrap()
+    };
+    get("os_list.json", "os_list.json");
+    // Imager's own schema's required fields and types (tests/fixtures cites the file),
+    // checked by the jsonschema package.
+    let schema =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rpi-imager-os-list.schema.json");
+    run_tool(
         env.path(),
-        &[
-            "s3",
-            "cp",
-            &format!("s3://{BUCKET}/lab/os_list.json"),
-            "os_list.json",
-        ],
+        "check-jsonschema",
+        &["--schemafile", schema.to_str().unwrap(), "os_list.json"],
     )
     .ok();
     let list: Value =
@@ -699,53 +708,121 @@ fn os_list_json_lists_the_pi_image_with_the_fields_rpi_imager_needs() {
     let os = list["os_list"].as_array().unwrap();
     assert_eq!(os.len(), 1, "{list:#}");
     let e = &os[0];
-    for field in [
-        "name",
-        "description",
-        "url",
-        "release_date",
-        "extract_sha256",
-        "image_download_sha256",
-    ] {
-        assert!(
-            e[field].as_str().is_some_and(|s| !s.is_empty()),
-            "{field}: {e:#}"
-        );
-    }
-    assert_eq!(
-        e["url"],
-        format!("https://boot.example/lab/blobs/sha256/{img_hex}")
-    );
-    assert_eq!(e["extract_sha256"], img_hex);
-    assert_eq!(e["image_download_sha256"], img_hex);
-    assert_eq!(e["extract_size"], img["size"]);
-    assert_eq!(e["image_download_size"], img["size"]);
-    // The profile's SOURCE_DATE_EPOCH, as a day.
+    // No OS for Imager to customise: without init_format it offers none.
+    assert!(e.get("init_format").is_none(), "{e:#}");
+    assert_eq!(e["devices"], serde_json::json!(["pi4-64bit"]));
     let date = e["release_date"].as_str().unwrap();
     assert!(
         date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-',
         "{date}"
     );
-    assert_eq!(e["devices"], serde_json::json!(["pi4-64bit"]));
-    // The image it points at is the one we built, by the same name through fetch.
-    s3.run(
-        &env,
-        &[
-            "fetch",
-            "rpi-img",
-            "--from",
-            &s3.url("lab"),
-            "--channel",
-            "nightly",
-            "-o",
-            "pi.img",
-        ],
-    )
-    .ok();
+
+    // The icon is published beside the views, a PNG.
+    assert_eq!(e["icon"], "https://boot.example/lab/icon.png");
+    let icon = get("icon.png", "icon.png");
+    assert!(icon.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+
+    // The download is the .img.xz; the extract fields are the raw image's.
+    let xz_hex = e["image_download_sha256"].as_str().unwrap().to_owned();
+    assert_ne!(xz_hex, img_hex);
+    assert_eq!(
+        e["url"],
+        format!("https://boot.example/lab/blobs/sha256/{xz_hex}")
+    );
+    assert_eq!(e["extract_sha256"], img_hex);
+    assert_eq!(e["extract_size"], img["size"]);
+    let xz = get(&format!("blobs/sha256/{xz_hex}"), "pi.img.xz");
+    assert_eq!(sha256_hex(&xz), xz_hex);
+    assert_eq!(e["image_download_size"], xz.len() as u64);
+    assert!(
+        (xz.len() as u64) * 4 < img["size"].as_u64().unwrap(),
+        "the .img.xz is {} bytes of a {} byte image",
+        xz.len(),
+        img["size"]
+    );
+    // xz itself reads it: one stream with a CRC64 check, and the raw image inside.
+    let listed = run_tool(env.path(), "xz", &["--robot", "--list", "pi.img.xz"]).ok();
+    let totals = listed
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("totals"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    let fields: Vec<&str> = totals.split('\t').collect();
+    assert_eq!(fields[1], "1", "streams: {totals}");
+    assert_eq!(fields[6], "CRC64", "check: {totals}");
+    run_tool(env.path(), "xz", &["-dk", "pi.img.xz"]).ok();
     assert_eq!(
         sha256_hex(&fs::read(env.path().join("pi.img")).unwrap()),
         img_hex
     );
+    // The manifest lists it, and a republish compresses and uploads nothing again.
+    let artifact = published["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["from"] == "rpi-img")
+        .unwrap();
+    assert_eq!(artifact["compressed"]["format"], "xz");
+    assert_eq!(artifact["compressed"]["sha256"], format!("sha256:{xz_hex}"));
+    let again = publish(&s3, &env, "lab", "nightly", &[]);
+    assert_eq!(again["uploaded"]["objects"], 0, "{again:#}");
+
+    // The same image compresses to the same bytes in another store.
+    let other = Env::new();
+    let s3_other = S3Server::start(&other);
+    let profile = rpi_profile(&other);
+    package(&other, "rpi-img", &profile, "http://boot.example/boot.ipxe");
+    let elsewhere = publish(&s3_other, &other, "lab", "nightly", &[]);
+    let theirs = elsewhere["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["from"] == "rpi-img")
+        .unwrap();
+    assert_eq!(theirs["compressed"], artifact["compressed"]);
+
+    // fetch downloads the .xz and writes the image, checking both digests.
+    let lab = s3.url("lab");
+    let fetch_pi = |to: &str| {
+        s3.run(
+            &env,
+            &[
+                "--json",
+                "fetch",
+                "rpi-img",
+                "--from",
+                &lab,
+                "--channel",
+                "nightly",
+                "-o",
+                to,
+            ],
+        )
+    };
+    let fetched = fetch_pi("fetched.img").ok().json();
+    assert_eq!(fetched["downloaded"], xz.len() as u64, "{fetched:#}");
+    assert_eq!(fetched["sha256"], img["sha256"]);
+    assert_eq!(
+        sha256_hex(&fs::read(env.path().join("fetched.img")).unwrap()),
+        img_hex
+    );
+    let leftovers: Vec<_> = fs::read_dir(env.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A server whose .xz is other bytes: refused, nothing written.
+    let blob = s3.object_path(&format!("lab/blobs/sha256/{xz_hex}"));
+    let mut bad = xz.clone();
+    let n = bad.len();
+    bad[n / 2] ^= 0x01;
+    fs::write(&blob, &bad).unwrap();
+    fetch_pi("refused.img")
+        .fails()
+        .says(&[&xz_hex[..12], "nothing was written"]);
+    assert!(!env.path().join("refused.img").exists());
 }
 
 #[test]

@@ -206,7 +206,7 @@ pub enum Command {
     /// Write an image to a USB stick or SD card (or a file), sync, read back and compare.
     #[command(after_help = FLASH_EXAMPLES)]
     Flash {
-        /// The image file to write.
+        /// The image file to write: raw, or xz-compressed (decompressed as it is written).
         image: PathBuf,
         /// The block device (e.g. /dev/sdX) or file to write to.
         #[arg(long, value_name = "PATH")]
@@ -358,7 +358,7 @@ const PUBLISH_EXAMPLES: &str = "Examples:
 
 const FETCH_EXAMPLES: &str = "Examples:
   bootforge fetch bootforge.iso --from s3://boot/fleet --channel stable
-  bootforge fetch rpi-img --from https://boot.example/fleet --channel stable -o pi.img
+  bootforge fetch rpi-img --from https://boot.example/fleet --channel stable -o pi.img   # downloads the .img.xz
   bootforge fetch ipxe/ipxe.efi --from https://boot.example/fleet --channel stable --verify-key bootforge.pub
   bootforge fetch sha256:… --from s3://boot/fleet -o ipxe.efi";
 
@@ -372,7 +372,8 @@ const KEYGEN_EXAMPLES: &str = "Examples:
 
 const FLASH_EXAMPLES: &str = "Examples:
   bootforge flash out/bootforge-rpi.img --device /dev/sdX
-  bootforge flash out/bootforge.img --device /dev/sdX --yes";
+  bootforge flash out/bootforge.img --device /dev/sdX --yes
+  bootforge flash pi.img.xz --device /dev/mmcblk0              # decompressed as it is written";
 
 const TOOLCHAIN_BUILD_EXAMPLES: &str = "Examples:
   bootforge toolchain build ipxe                  # recipes/toolchains/ipxe.yaml

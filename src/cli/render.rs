@@ -195,13 +195,21 @@ pub fn publish(w: &mut dyn Write, r: &PublishReport) -> Result<()> {
 }
 
 pub fn fetch(w: &mut dyn Write, r: &FetchReport) -> Result<()> {
-    let how = if r.up_to_date {
+    let mut how = if r.up_to_date {
         "already up to date".to_owned()
     } else if r.resumed_from > 0 {
         format!("resumed at byte {}", r.resumed_from)
     } else {
         "downloaded".to_owned()
     };
+    if let Some(c) = r.compressed.as_ref().filter(|_| !r.up_to_date) {
+        how.push_str(&format!(
+            " as {} ({} bytes, {} verified)",
+            c.format,
+            c.size,
+            c.sha256.short(12)
+        ));
+    }
     let signed = if r.signature_verified {
         ", signature good"
     } else {
@@ -303,8 +311,13 @@ pub fn secure_boot_keys(w: &mut dyn Write, k: &crate::package::sign::SecureBootK
 pub fn flash(w: &mut dyn Write, r: &FlashReport) -> Result<()> {
     writeln!(
         w,
-        "wrote {} bytes to {}; read back and verified: {}",
+        "wrote {} bytes{} to {}; read back and verified: {}",
         r.bytes,
+        if r.decompressed {
+            " (decompressed)"
+        } else {
+            ""
+        },
         r.device.display(),
         r.sha256
     )

@@ -1,5 +1,6 @@
 //! `bootforge flash`: write an image to a block device or a file, sync, read it back and
-//! compare digests.
+//! compare digests. An `.xz` image (as Raspberry Pi images are published) is decompressed as
+//! it is written; its size comes from its index, and xz's own checks guard the stream.
 //!
 //! Writes follow coreos-installer's order: the first MiB of the target (partition tables, boot
 //! sectors) is zeroed first and written last, each step synced before the next, so a flash cut
@@ -20,6 +21,7 @@ use crate::base::{Digest, Hasher};
 use in_use::{DevNum, read_mounts, read_swaps, refuse_block_in_use, refuse_file_in_use};
 
 mod in_use;
+pub(crate) mod xz;
 
 /// The part of the target held back until everything after it is written.
 const HEAD: u64 = 1 << 20;
@@ -34,8 +36,10 @@ pub struct FlashReport {
     pub image: PathBuf,
     /// The block device or file written to.
     pub device: PathBuf,
-    /// The image's length: the number of bytes written and read back.
+    /// The image's length: the number of bytes written and read back (decompressed).
     pub bytes: u64,
+    /// The image file was xz-compressed and decompressed as it was written.
+    pub decompressed: bool,
     /// The image's digest, which the bytes read back from the device matched.
     pub sha256: Digest,
     /// Wall time of the whole flash, checks and read-back included.
@@ -48,8 +52,7 @@ pub struct FlashReport {
 /// `yes`.
 pub fn flash(image: &Path, device: &Path, yes: bool) -> Result<FlashReport> {
     let started = Instant::now();
-    let (mut source, image_meta) = open_image(image)?;
-    let len = image_meta.len();
+    let (mut source, image_meta, len, decompressed) = open_image(image)?;
     let target = Target::inspect(device)?;
     refuse_unsafe_target(image, &image_meta, device, &target)?;
     // Opened only once known unused: the refusal is the clearer message when both apply.
@@ -72,12 +75,15 @@ pub fn flash(image: &Path, device: &Path, yes: bool) -> Result<FlashReport> {
         image: image.to_owned(),
         device: device.to_owned(),
         bytes: len,
+        decompressed,
         sha256: written?,
         duration_ms: started.elapsed().as_millis() as u64,
     })
 }
 
-fn open_image(image: &Path) -> Result<(File, Metadata)> {
+/// The image as a stream of its bytes, with its metadata, its (decompressed) length and
+/// whether it is xz-compressed.
+fn open_image(image: &Path) -> Result<(Box<dyn Read>, Metadata, u64, bool)> {
     let file = File::open(image).with_context(|| format!("opening {}", image.display()))?;
     let meta = file
         .metadata()
@@ -85,7 +91,38 @@ fn open_image(image: &Path) -> Result<(File, Metadata)> {
     if !meta.is_file() {
         bail!("{} is not a regular file", image.display());
     }
-    Ok((file, meta))
+    let mut magic = [0; xz::MAGIC.len()];
+    let is_xz = file.read_exact_at(&mut magic, 0).is_ok() && magic == xz::MAGIC;
+    if !is_xz {
+        let len = meta.len();
+        return Ok((Box::new(file), meta, len, false));
+    }
+    let len = xz::uncompressed_size(&file, meta.len())
+        .with_context(|| format!("reading the xz image {}", image.display()))?;
+    let reader = io::BufReader::with_capacity(1 << 20, file);
+    let decoder = xz2::read::XzDecoder::new_multi_decoder(reader);
+    let named = Named {
+        inner: decoder,
+        path: image.to_owned(),
+    };
+    Ok((Box::new(named), meta, len, true))
+}
+
+/// A decompressing reader whose errors name the file (liblzma's say only "data error").
+struct Named<R> {
+    inner: R,
+    path: PathBuf,
+}
+
+impl<R: Read> Read for Named<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("{} is damaged or cut short: {e}", self.path.display()),
+            )
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -298,7 +335,7 @@ fn open_target(device: &Path, target: &Target) -> Result<File> {
 
 /// Writes the image, reads it back and returns its digest if the two match.
 fn write_and_verify(
-    source: &mut File,
+    source: &mut dyn Read,
     len: u64,
     out: &File,
     device: &Path,
@@ -322,7 +359,7 @@ fn write_and_verify(
 
 /// Writes the image everything-but-the-first-MiB first and returns the digest of what it
 /// wrote, hashed in image order.
-fn write_image(source: &mut File, len: u64, out: &File, label: &str) -> Result<Digest> {
+fn write_image(source: &mut dyn Read, len: u64, out: &File, label: &str) -> Result<Digest> {
     let progress = Progress::new(&format!("writing {label}"), len);
     let head = read_head(source, len)?;
     let mut hasher = Hasher::new();
@@ -342,7 +379,7 @@ fn write_image(source: &mut File, len: u64, out: &File, label: &str) -> Result<D
     Ok(digest)
 }
 
-fn read_head(source: &mut File, len: u64) -> Result<Vec<u8>> {
+fn read_head(source: &mut dyn Read, len: u64) -> Result<Vec<u8>> {
     let mut head = vec![0; len.min(HEAD) as usize];
     source
         .read_exact(&mut head)
@@ -359,7 +396,7 @@ fn zero_head(out: &File, len: u64) -> io::Result<()> {
 /// Streams the image from its current position (just past the head) to the same offset of
 /// the target.
 fn write_tail(
-    source: &mut File,
+    source: &mut dyn Read,
     out: &File,
     hasher: &mut Hasher,
     progress: &Progress,
@@ -381,7 +418,7 @@ fn write_tail(
 }
 
 /// Fills `buf` unless the stream ends first; returns the bytes read (0 at the end).
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+fn read_full(r: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match r.read(&mut buf[filled..]) {

@@ -7,6 +7,7 @@
 //! run again, the blobs already there are skipped (HEAD first) and the rest goes up. Worth
 //! copying: this ordering is what every writer of a shared store must keep.
 
+mod compress;
 mod upload;
 
 use std::time::{Instant, SystemTime};
@@ -89,7 +90,8 @@ pub fn publish(store: &Store, to: &dyn Storage, req: &Request) -> Result<Publish
     }
     let (release, manifest_bytes, digest) = match req.manifest {
         None => {
-            let r = Release::from_produced(&store.latest()?)?;
+            let mut r = Release::from_produced(&store.latest()?)?;
+            compress::attach(store, &mut r)?;
             let (bytes, d) = r.encode()?;
             // Kept locally too, so this exact set can be promoted from this machine.
             store.put_bytes(&bytes)?;
@@ -210,8 +212,8 @@ fn move_channel(
     Ok(())
 }
 
-/// Regenerates `index.json`, `SHA256SUMS` (+ signature) and `os_list.json` from the
-/// channels. Whatever else is in the store may be forged or broken: such a channel is left
+/// Regenerates `index.json`, `SHA256SUMS` (+ signature) and `os_list.json` (+ the icon it
+/// names) from the channels. Whatever else is in the store may be forged or broken: such a channel is left
 /// out of the views (with a warning) and never lets its names into them.
 fn write_views(
     to: &dyn Storage,
@@ -251,6 +253,14 @@ fn write_views(
         layout::OS_LIST.to_owned(),
         views::os_list(&states, base_url)?,
         ObjectKind::json(false),
+    ));
+    out.push((
+        layout::ICON.to_owned(),
+        views::ICON_PNG.to_vec(),
+        ObjectKind {
+            content_type: "image/png",
+            immutable: false,
+        },
     ));
     for (key, bytes, kind) in out {
         written.add(bytes.len() as u64);

@@ -39,6 +39,14 @@ pub fn blobs(
         });
     }
     for a in &release.artifacts {
+        if let Some(c) = &a.compressed {
+            wanted.entry(c.sha256).or_insert_with(|| Wanted {
+                digest: c.sha256,
+                size: c.size,
+                content_type: "application/x-xz".into(),
+                label: format!("{}.xz", a.name),
+            });
+        }
         if let Entry::Vacant(slot) = wanted.entry(a.provenance) {
             slot.insert(Wanted {
                 digest: a.provenance,

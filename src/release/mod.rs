@@ -50,6 +50,20 @@ pub struct Artifact {
     /// A JSON blob saying how it was made: the action entry or the package manifest.
     pub provenance: Digest,
     pub source_date_epoch: i64,
+    /// The same bytes compressed for download (Raspberry Pi images, as `.img.xz`): what
+    /// Raspberry Pi Imager and `fetch` download, decompressing as they go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed: Option<Compressed>,
+}
+
+/// An artifact's compressed form: a blob of its own, checked on download like the artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compressed {
+    /// `xz`: the only format written (and the one every Imager version reads).
+    pub format: String,
+    pub sha256: Digest,
+    pub size: u64,
 }
 
 /// A release manifest. It holds no publish time, so the same artifacts always give the same
@@ -84,6 +98,7 @@ impl Release {
                     from: p.name.clone(),
                     provenance: p.provenance,
                     source_date_epoch: p.source_date_epoch,
+                    compressed: None,
                 })
             })
             .collect();
@@ -160,6 +175,20 @@ impl Release {
                     "size {} is larger than {MAX_SIZE} bytes",
                     a.size
                 )));
+            }
+            if let Some(c) = &a.compressed {
+                if c.format != "xz" {
+                    return Err(bad(format!(
+                        "compressed format {} is not xz",
+                        shown(&c.format)
+                    )));
+                }
+                if c.size > MAX_SIZE {
+                    return Err(bad(format!(
+                        "compressed size {} is larger than {MAX_SIZE} bytes",
+                        c.size
+                    )));
+                }
             }
         }
         Ok(())

@@ -72,8 +72,17 @@ pub fn sha256sums(channels: &[ChannelState]) -> Vec<u8> {
     lines.concat().into_bytes()
 }
 
+/// The icon Raspberry Pi Imager shows beside our entries (64×64 PNG), published as
+/// [`layout::ICON`].
+pub const ICON_PNG: &[u8] = include_bytes!("icon.png");
+
 /// `os_list.json` in Raspberry Pi Imager's repository format: one entry per channel that
-/// holds a Raspberry Pi image. Images are raw, so download and extract fields agree.
+/// holds a Raspberry Pi image, with every field Imager's schema requires
+/// (`doc/json-schema/os-list-schema.json` in raspberrypi/rpi-imager). The download is the
+/// `.img.xz` when the release has one (`image_download_*`), the raw image otherwise; the
+/// `extract_*` fields are always the raw image's, which Imager checks after writing. No
+/// `init_format`: the image has no OS for Imager to customise, and without the field Imager
+/// offers no customisation.
 pub fn os_list(channels: &[ChannelState], base_url: &str) -> Result<Vec<u8>> {
     let list: Vec<Value> = channels
         .iter()
@@ -83,6 +92,10 @@ pub fn os_list(channels: &[ChannelState], base_url: &str) -> Result<Vec<u8>> {
                 .iter()
                 .filter(|a| a.kind == Kind::Package && a.from == "rpi-img")
                 .map(move |a| {
+                    let (download, download_size) = match &a.compressed {
+                        Some(z) => (z.sha256, z.size),
+                        None => (a.sha256, a.size),
+                    };
                     json!({
                         "name": format!("bootforge network boot ({})", c.channel.channel),
                         "description": format!(
@@ -91,11 +104,12 @@ pub fn os_list(channels: &[ChannelState], base_url: &str) -> Result<Vec<u8>> {
                             c.channel.channel,
                             c.channel.manifest.short(12)
                         ),
-                        "url": format!("{base_url}/{}", layout::blob(&a.sha256)),
+                        "icon": format!("{base_url}/{}", layout::ICON),
+                        "url": format!("{base_url}/{}", layout::blob(&download)),
                         "extract_size": a.size,
                         "extract_sha256": a.sha256.hex(),
-                        "image_download_size": a.size,
-                        "image_download_sha256": a.sha256.hex(),
+                        "image_download_size": download_size,
+                        "image_download_sha256": download.hex(),
                         "release_date": date(a.source_date_epoch),
                         "devices": ["pi4-64bit"],
                     })

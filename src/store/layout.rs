@@ -27,6 +27,8 @@ pub const CHANNELS: &str = "channels/";
 pub const INDEX: &str = "index.json";
 pub const SUMS: &str = "SHA256SUMS";
 pub const OS_LIST: &str = "os_list.json";
+/// The icon `os_list.json` names, beside it.
+pub const ICON: &str = "icon.png";
 
 pub fn blob(d: &Digest) -> String {
     format!("{BLOBS}{}", d.hex())

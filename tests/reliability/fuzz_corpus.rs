@@ -8,7 +8,7 @@ use crate::common::root;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 7] = [
+const TARGETS: [(&str, Target); 8] = [
     ("recipe", bootforge::fuzzing::recipe),
     ("profile", bootforge::fuzzing::profile),
     ("config", bootforge::fuzzing::config),
@@ -16,6 +16,7 @@ const TARGETS: [(&str, Target); 7] = [
     ("unpack", bootforge::fuzzing::unpack),
     ("patch", bootforge::fuzzing::patch),
     ("zinfo", bootforge::fuzzing::zinfo),
+    ("xz_index", bootforge::fuzzing::xz_index),
 ];
 
 #[test]
