@@ -21,10 +21,12 @@ apt_run=(podman runc uidmap debootstrap git tar ca-certificates squashfs-tools)
 # mounted-target test mounts; sbsigntool (sbverify) checks Secure Boot signatures and
 # openssl makes the bad certificates the tests try; curl fetches one pinned .deb; bash, zsh,
 # fish, man and groff read our completions and manual pages; xz-utils is the reference the
-# benchmarks compare against.
+# benchmarks compare against and a reader of the .img.xz we publish; iproute2 makes the
+# test network (namespace, bridge, taps) real dnsmasq serves boot guests on, and
+# isc-dhcp-server's dhcpd checks our ISC snippet.
 apt_test=(qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 dnsmasq-base faketime xorriso
   fdisk dosfstools mtools minisign e2fsprogs sbsigntool openssl curl python3 python3-pip
-  zsh fish man-db groff-base xz-utils)
+  zsh fish man-db groff-base xz-utils iproute2 isc-dhcp-server)
 
 case "$mode" in
   run) packages=("${apt_run[@]}") ;;

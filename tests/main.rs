@@ -7,6 +7,7 @@ mod common;
 
 mod build;
 mod cli;
+mod dhcp;
 mod embed;
 mod errors;
 mod flash;

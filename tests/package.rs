@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::common::boot::{ovmf_pxe, qemu, qemu_until, seabios_pxe};
 use crate::common::http::HttpServer;
 use crate::common::media::{
-    grub_profile, grubpc_recipe, iso_profile, package, rpi_profile, run_tool, usb_profile,
-    write_profile,
+    grub_profile, grubpc_recipe, iso_profile, package, rpi_profile, run_tool, unpack_bundle,
+    usb_profile, write_profile,
 };
 use crate::common::{Env, Run};
 
@@ -41,14 +41,6 @@ fn ipxe_and_grub_server() -> HttpServer {
 }
 
 /// Unpacks `out/pxe-bundle.tar.gz` with tar into `unpacked/`, a TFTP root.
-fn unpack_bundle(env: &Env) -> std::path::PathBuf {
-    let unpacked = env.path().join("unpacked");
-    fs::create_dir(&unpacked).unwrap();
-    let bundle = env.path().join("out/pxe-bundle.tar.gz");
-    run_tool(&unpacked, "tar", &["-xzf", bundle.to_str().unwrap()]).ok();
-    unpacked
-}
-
 #[test]
 fn the_pxe_bundle_reads_back_and_boots_uefi_through_grub() {
     let env = Env::new();
@@ -98,15 +90,12 @@ fn the_pxe_bundle_reads_back_and_boots_uefi_through_grub() {
         );
     }
 
-    let unpacked = unpack_bundle(&env);
+    let unpacked = unpack_bundle(&env, "unpacked");
     run_tool(&unpacked, "sha256sum", &["-c", "SHA256SUMS"]).ok();
     let dnsmasq = run_tool(&unpacked, "dnsmasq", &["--test", "-C", "dhcp/dnsmasq.conf"]).ok();
     assert!(dnsmasq.stderr.contains("syntax check OK"), "{dnsmasq}");
     let conf = fs::read_to_string(unpacked.join("dhcp/dnsmasq.conf")).unwrap();
-    assert!(
-        conf.contains("dhcp-boot=tag:!ipxe,tag:efi-x64,grubx64.efi"),
-        "{conf}"
-    );
+    assert!(conf.contains("dhcp-boot=tag:efi-x64,grubx64.efi"), "{conf}");
     assert!(
         !conf.contains("undionly.kpxe"),
         "no BIOS loader was asked for: {conf}"
@@ -633,12 +622,9 @@ fn a_syslinux_pxe_bundle_boots_bios_clients_to_the_chain_url() {
         &profile,
         &server.guest_url("pxelinux/fleet.cfg"),
     );
-    let unpacked = unpack_bundle(&env);
+    let unpacked = unpack_bundle(&env, "unpacked");
     let conf = fs::read_to_string(unpacked.join("dhcp/dnsmasq.conf")).unwrap();
-    assert!(
-        conf.contains("dhcp-boot=tag:!ipxe,tag:bios,lpxelinux.0"),
-        "{conf}"
-    );
+    assert!(conf.contains("dhcp-boot=tag:bios,lpxelinux.0"), "{conf}");
     let cfg = fs::read_to_string(unpacked.join("pxelinux.cfg/default")).unwrap();
     assert!(cfg.contains("CONFIG http://10.0.2.2:"), "{cfg}");
 
@@ -665,12 +651,9 @@ fn a_grub_pxe_bundle_boots_bios_clients_to_the_chain_url() {
     );
     let server = HttpServer::start("echo bootforge-test: grub config served\nhalt\n");
     package(&env, "pxe-bundle", &profile, &server.guest_url("grub.cfg"));
-    let unpacked = unpack_bundle(&env);
+    let unpacked = unpack_bundle(&env, "unpacked");
     let conf = fs::read_to_string(unpacked.join("dhcp/dnsmasq.conf")).unwrap();
-    assert!(
-        conf.contains("dhcp-boot=tag:!ipxe,tag:bios,grub-pxe.0"),
-        "{conf}"
-    );
+    assert!(conf.contains("dhcp-boot=tag:bios,grub-pxe.0"), "{conf}");
 
     let asked = || {
         server

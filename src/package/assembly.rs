@@ -263,6 +263,12 @@ impl Assembly<'_, '_> {
         let x64 = x64.map_or("", |(role, _)| role);
         dhcp_vars.insert("uefi_x64_file".into(), shipped(x64));
         dhcp_vars.insert("uefi_arm64_file".into(), shipped("arm64/snp.efi"));
+        let ipxe_loader =
+            [loaders.bios, loaders.uefi_x64, loaders.uefi_arm64].contains(&Loader::Ipxe);
+        dhcp_vars.insert(
+            "ipxe_loader".into(),
+            if ipxe_loader { "1" } else { "" }.into(),
+        );
         for (name, tmpl) in [
             ("dhcp/dnsmasq.conf", "dnsmasq.conf.j2"),
             ("dhcp/dhcpd.conf", "dhcpd.conf.j2"),

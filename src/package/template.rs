@@ -25,6 +25,7 @@ pub fn render(path: &Path, vars: &BTreeMap<String, String>) -> Result<String> {
         .expect("valid syntax config");
     env.set_syntax(syntax);
     env.add_filter("grub_url", grub_url);
+    env.add_filter("ipxe_query", ipxe_query);
     env.add_template(&name, &source)
         .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
     let tmpl = env.get_template(&name).expect("just added");
@@ -102,6 +103,18 @@ fn grub_url(url: String) -> Result<String, minijinja::Error> {
     }
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     Ok(format!("({scheme},{host})/{path}"))
+}
+
+/// What iPXE tells the chain URL about the machine, in iPXE's setting syntax: expanded by
+/// iPXE in a script's `chain` line and in a DHCP boot file name alike, so the chain script
+/// and the DHCP snippets (for an iPXE that is not ours, such as a NIC ROM) ask with the
+/// same query.
+pub const IPXE_QUERY: &str = "mac=${net0/mac:hexhyp}&platform=${platform}&arch=${buildarch}";
+
+/// `url` with [`IPXE_QUERY`] appended (`?` or `&`, as `url` already has a query or not).
+fn ipxe_query(url: String) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{IPXE_QUERY}")
 }
 
 #[cfg(test)]
@@ -188,5 +201,13 @@ mod tests {
         );
         assert_eq!(out.unwrap(), "(http,10.0.2.2:8080)/boot/grub.cfg");
         assert!(render_str("{{ u | grub_url }}", &[("u", "ftp://x/")]).is_err());
+    }
+
+    #[test]
+    fn ipxe_query_filter() {
+        let out = render_str("{{ u | ipxe_query }}", &[("u", "http://h/boot")]).unwrap();
+        assert_eq!(out, format!("http://h/boot?{IPXE_QUERY}"));
+        let out = render_str("{{ u | ipxe_query }}", &[("u", "http://h/b?sb=1")]).unwrap();
+        assert_eq!(out, format!("http://h/b?sb=1&{IPXE_QUERY}"));
     }
 }

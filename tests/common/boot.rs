@@ -38,11 +38,33 @@ pub fn qemu_watch(
     limit: Duration,
     done: impl Fn(&str) -> bool,
 ) -> QemuRun {
+    qemu_watch_in(None, arch, args, dir, limit, done)
+}
+
+/// Like [`qemu_watch`], run inside the network namespace `netns` when given (for guests on
+/// a tap device there).
+pub fn qemu_watch_in(
+    netns: Option<&str>,
+    arch: &str,
+    args: &[&str],
+    dir: &Path,
+    limit: Duration,
+    done: impl Fn(&str) -> bool,
+) -> QemuRun {
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let serial = dir.join(format!("serial-{n}.log"));
     let start = Instant::now();
-    let mut child = Command::new(format!("qemu-system-{arch}"))
+    let program = format!("qemu-system-{arch}");
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, &program]);
+            c
+        }
+        None => Command::new(&program),
+    };
+    let mut child = command
         .args(["-display", "none", "-no-reboot", "-serial"])
         .arg(format!("file:{}", serial.display()))
         .args(args)

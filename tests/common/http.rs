@@ -1,5 +1,5 @@
-//! The tests' one HTTP server on 127.0.0.1: it answers boot guests with a script chosen per
-//! request, or serves a directory like a public bucket behind a CDN (HEAD, `Range: bytes=N-`,
+//! The tests' one HTTP server on 127.0.0.1 (or on an address inside a test network
+//! namespace): it answers boot guests with a script chosen per request, or serves a directory like a public bucket behind a CDN (HEAD, `Range: bytes=N-`,
 //! and optionally a connection cut mid-body). Every request path is recorded.
 
 use std::io::{BufRead, BufReader, Write};
@@ -66,6 +66,26 @@ impl HttpServer {
         HttpServer::spawn(Content::Script(Box::new(respond)))
     }
 
+    /// Like [`HttpServer::start_with`], listening on `addr` inside the network namespace
+    /// `netns` (`/run/netns/NAME`).
+    pub fn start_in(
+        netns: &str,
+        addr: &str,
+        respond: impl Fn(&str) -> String + Send + 'static,
+    ) -> HttpServer {
+        HttpServer::serve(bind_in(netns, addr), Content::Script(Box::new(respond)))
+    }
+
+    /// Like [`HttpServer::serve_dir`], listening on `addr` inside `netns`.
+    pub fn serve_dir_in(netns: &str, addr: &str, root: PathBuf) -> HttpServer {
+        let content = Content::Dir {
+            root,
+            cut_after: None,
+            cut_done: AtomicBool::new(true),
+        };
+        HttpServer::serve(bind_in(netns, addr), content)
+    }
+
     /// Serves the files under `root`, cutting the first long GET after `cut_after` bytes.
     pub fn serve_dir(root: PathBuf, cut_after: Option<u64>) -> HttpServer {
         HttpServer::spawn(Content::Dir {
@@ -76,7 +96,10 @@ impl HttpServer {
     }
 
     fn spawn(content: Content) -> HttpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        HttpServer::serve(TcpListener::bind("127.0.0.1:0").unwrap(), content)
+    }
+
+    fn serve(listener: TcpListener, content: Content) -> HttpServer {
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&requests);
@@ -107,6 +130,22 @@ impl HttpServer {
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
     }
+}
+
+/// A listener on `addr` (any port) inside the network namespace `netns`: a socket stays in
+/// the namespace it was made in, so one thread enters it to bind.
+fn bind_in(netns: &str, addr: &str) -> TcpListener {
+    use std::os::fd::AsRawFd;
+    let (ns, addr) = (format!("/run/netns/{netns}"), addr.to_owned());
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&ns).unwrap_or_else(|e| panic!("{ns}: {e}"));
+        // SAFETY: setns on this thread only, with an fd that stays open for the call.
+        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+        TcpListener::bind(format!("{addr}:0")).unwrap()
+    })
+    .join()
+    .unwrap()
 }
 
 fn respond(content: &Content, req: &Request, stream: &mut TcpStream) -> std::io::Result<()> {

@@ -38,6 +38,15 @@ pub fn package(env: &Env, target: &str, profile: &str, url: &str) -> serde_json:
     )
 }
 
+/// `out/pxe-bundle.tar.gz` unpacked into `dir` (made if missing) under the test's directory.
+pub fn unpack_bundle(env: &Env, dir: &str) -> std::path::PathBuf {
+    let unpacked = env.path().join(dir);
+    fs::create_dir_all(&unpacked).unwrap();
+    let bundle = env.path().join("out/pxe-bundle.tar.gz");
+    run_tool(&unpacked, "tar", &["-xzf", bundle.to_str().unwrap()]).ok();
+    unpacked
+}
+
 pub fn run_tool(dir: &Path, program: &str, args: &[&str]) -> Run {
     Command::new(program)
         .args(args)
