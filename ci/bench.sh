@@ -112,13 +112,14 @@ if [ -n "${IPXE_REPO:-}" ] && [ -n "${BENCH_IPXE_BUILD:-}" ]; then
 import fnmatch, shlex, sys, yaml
 r = yaml.safe_load(open('recipes/ipxe.yaml'))
 for step in r['steps']:
-    targets = [o for o in r['outputs'] if any(fnmatch.fnmatch(o, t) for t in step['targets'])]
+    targets = [o for o in r['outputs'] if any(fnmatch.fnmatch(o, t) for t in step.get('targets', []))]
     argv = []
     for a in step['run']:
         if a == '{targets}':
             argv += targets
         else:
-            argv.append(a.replace('{jobs}', sys.argv[1]).replace('{embed}', '/embed/script.ipxe'))
+            argv.append(a.replace('{jobs}', sys.argv[1]).replace('{embed}', '/embed/script.ipxe')
+                        .replace('{trust}', ''))
     print(shlex.join(argv))" "$(nproc)")
   mkdir -p "$work/ipxe-embed"
   { echo '#!ipxe'; head -c 4000 /dev/zero | tr '\0' '#'; echo; } >"$work/ipxe-embed/script.ipxe"
@@ -129,7 +130,7 @@ for step in r['steps']:
     t=$(date +%s%N)
     git --git-dir="$IPXE_REPO" archive 12798ec29aa8a64d8675c4378b99f5fe28447afb | tar -x -C "$tree"
     for step in "${steps[@]}"; do
-      read -r -a argv <<<"$step"
+      eval "argv=($step)" # shlex-quoted above
       podman run --rm --network=none --pull=never "${cargs[@]}" -v "$tree:/src" \
         -v "$work/ipxe-embed:/embed:ro" -w /src/src -e SOURCE_DATE_EPOCH=1772812135 -e TZ=UTC \
         -e LC_ALL=C "$ipxe_image" "${argv[@]}" >/dev/null

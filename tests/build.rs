@@ -1,6 +1,7 @@
 //! End-to-end tests of `bootforge build`, `plan` and the store, in real podman containers.
 
 use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -574,5 +575,96 @@ fn container_flags_this_host_needs_are_learned_once_and_kept() {
         .unwrap();
     if let Err(e) = outcome {
         std::panic::resume_unwind(e);
+    }
+}
+
+/// A self-signed CA certificate made by openssl, `name.pem` in `dir`.
+fn make_ca(dir: &Path, name: &str) -> PathBuf {
+    let (key, pem) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.pem")),
+    );
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj",
+        ])
+        .arg(format!("/CN={name}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&pem)
+        .output()
+        .expect("running openssl");
+    assert!(out.status.success(), "{out:?}");
+    pem
+}
+
+#[test]
+fn trusted_certificates_reach_the_build_as_inputs_and_bad_ones_are_refused() {
+    let env = Env::new();
+    let certs = env.recipes_dir().join("certs");
+    fs::create_dir_all(&certs).unwrap();
+    let ca = make_ca(&certs, "fleet-ca");
+    let other = make_ca(&certs, "other-ca");
+    // What iPXE's make would be handed: TRUST= and CERT= name the files as the build
+    // sees them; the build copies their bytes out to prove it read them.
+    let recipe = env.make_project(
+        "trusting",
+        "all:\n\techo \"$(TRUST)\" > trust.txt\n\tcat $(subst $(comma), ,$(TRUST)) > certs.pem\n\
+         comma := ,\n",
+        "trust: [certs/fleet-ca.pem, certs/other-ca.pem]\n\
+         steps:\n  - run: [make, \"TRUST={trust}\", \"CERT={trust}\"]\n\
+         outputs: [trust.txt, certs.pem]\n",
+    );
+    let built = env.run(&["--json", "build", &recipe, "-o", "out"]).ok();
+    let listed = fs::read_to_string(env.path().join("out/trusting/trust.txt")).unwrap();
+    assert_eq!(
+        listed.trim(),
+        "/bootforge/embed/trust/fleet-ca.pem,/bootforge/embed/trust/other-ca.pem",
+        "{built}"
+    );
+    let mut both = fs::read(&ca).unwrap();
+    both.extend(fs::read(&other).unwrap());
+    assert_eq!(
+        fs::read(env.path().join("out/trusting/certs.pem")).unwrap(),
+        both
+    );
+    let key = built.json()["builds"][0]["action_key"].clone();
+
+    // The certificates are inputs: the same ones hit the cache, another CA's bytes miss and
+    // say why.
+    let again = env.run(&["--json", "build", &recipe]).ok().json();
+    assert_eq!(again["builds"][0]["action_key"], key);
+    assert_eq!(again["builds"][0]["cached"], true, "{again}");
+    make_ca(&certs, "other-ca");
+    let plan = env.run(&["plan", &recipe]).ok();
+    assert!(plan.stdout.contains("trust"), "{plan}");
+    let rebuilt = env.run(&["--json", "build", &recipe]).ok().json();
+    assert_ne!(rebuilt["builds"][0]["action_key"], key);
+
+    // A key where a certificate belongs, a file that is not there, and certificates no step
+    // uses: refused naming the recipe file and field.
+    fs::copy(certs.join("fleet-ca.key"), certs.join("not-a-cert.pem")).unwrap();
+    for (trust, steps, says) in [
+        (
+            "[certs/not-a-cert.pem]",
+            "[make, \"TRUST={trust}\"]",
+            "not a `CERTIFICATE`",
+        ),
+        (
+            "[certs/missing.pem]",
+            "[make, \"TRUST={trust}\"]",
+            "missing.pem",
+        ),
+        ("[certs/fleet-ca.pem]", "[make]", "no step uses `{trust}`"),
+    ] {
+        let bad = env.make_project(
+            "badtrust",
+            "all:\n\ttrue\n",
+            &format!("trust: {trust}\nsteps:\n  - run: {steps}\noutputs: [x]\n"),
+        );
+        env.run(&["build", &bad])
+            .fails()
+            .says(&["badtrust.yaml", "trust", says]);
     }
 }

@@ -32,6 +32,10 @@ pub struct KeyInputs {
     pub executor: String,
     /// Embedded script name (as the build sees it) and content digest.
     pub embed: Option<(String, String)>,
+    /// Trusted CA certificates (`trust:`): file name and content digest. Left out when
+    /// there are none, so recipes without them keep their keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust: Vec<(String, String)>,
     pub vars: BTreeMap<String, String>,
     pub targets: Vec<String>,
     /// SOURCE_DATE_EPOCH when set by the recipe; otherwise derived from the source.
@@ -103,6 +107,7 @@ mod tests {
             toolchain: "sha256:00".into(),
             executor: "container".into(),
             embed: Some(("e.ipxe".into(), "11".into())),
+            trust: vec![],
             vars: BTreeMap::new(),
             targets: vec!["a".into()],
             epoch: None,
@@ -114,9 +119,14 @@ mod tests {
         let base = inputs();
         let k = base.key();
         assert_eq!(k, inputs().key(), "deterministic");
+        // No certificates, no `trust` field: keys made before it existed still hold.
+        assert!(!serde_json::to_string(&base).unwrap().contains("trust"));
         let mut variants = Vec::new();
         let mut i = inputs();
         i.embed = Some(("e.ipxe".into(), "12".into()));
+        variants.push(i);
+        let mut i = inputs();
+        i.trust = vec![("ca.pem".into(), "13".into())];
         variants.push(i);
         let mut i = inputs();
         i.vars.insert("X".into(), "1".into());

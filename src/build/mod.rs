@@ -173,6 +173,8 @@ struct Prepared<'a> {
     source: SourceIdentity,
     /// Patch name and bytes, read once like the embed.
     patches: Vec<(String, Vec<u8>)>,
+    /// Trusted CA certificates: file name and bytes, read once like the embed.
+    trust: Vec<(String, Vec<u8>)>,
 }
 
 fn prepare<'a>(recipe: &'a LoadedRecipe, req: &Request) -> Result<Prepared<'a>> {
@@ -213,6 +215,21 @@ fn prepare<'a>(recipe: &'a LoadedRecipe, req: &Request) -> Result<Prepared<'a>> 
             Ok((p.clone(), bytes))
         })
         .collect::<Result<_>>()?;
+    let trust = recipe
+        .recipe
+        .trust
+        .iter()
+        .map(|t| -> Result<(String, Vec<u8>)> {
+            let path = recipe.resolve(t);
+            let bytes = fs::read(&path)
+                .with_context(|| format!("reading CA certificate {}", path.display()))?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .context("a trusted certificate's path has no file name")?;
+            Ok((name, bytes))
+        })
+        .collect::<Result<_>>()?;
     Ok(Prepared {
         recipe,
         selected,
@@ -220,6 +237,7 @@ fn prepare<'a>(recipe: &'a LoadedRecipe, req: &Request) -> Result<Prepared<'a>> 
         embed,
         source: source::identify(recipe)?,
         patches,
+        trust,
     })
 }
 
@@ -261,6 +279,11 @@ impl Prepared<'_> {
                 .embed
                 .as_ref()
                 .map(|e| (e.name.clone(), e.digest.hex())),
+            trust: self
+                .trust
+                .iter()
+                .map(|(n, bytes)| (n.clone(), Digest::of(bytes).hex()))
+                .collect(),
             vars: self.vars.clone(),
             targets: self.selected.clone(),
             epoch: r.epoch,

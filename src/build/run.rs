@@ -113,14 +113,24 @@ impl Run<'_> {
             .epoch
             .or(self.fetched.epoch)
             .context("no SOURCE_DATE_EPOCH: set `epoch` in the recipe")?;
-        let embed_dir = match &self.prepared.embed {
-            Some(e) => {
-                let dir = work.path().join("embed");
-                fs::create_dir(&dir)?;
+        // The embedded script and the trusted certificates: what the build reads beside
+        // its tree (mounted read-only in a container).
+        let trust = &self.prepared.trust;
+        let embed_dir = if self.prepared.embed.is_some() || !trust.is_empty() {
+            let dir = work.path().join("embed");
+            fs::create_dir(&dir)?;
+            if let Some(e) = &self.prepared.embed {
                 fs::write(dir.join(&e.name), &e.bytes)?;
-                Some(dir)
             }
-            None => None,
+            if !trust.is_empty() {
+                fs::create_dir(dir.join("trust"))?;
+                for (name, bytes) in trust {
+                    fs::write(dir.join("trust").join(name), bytes)?;
+                }
+            }
+            Some(dir)
+        } else {
+            None
         };
         let log_path = work.path().join("build.log");
         let mount = work.path().join("rootfs");
@@ -175,6 +185,15 @@ impl Run<'_> {
                     .as_ref()
                     .zip(self.prepared.embed.as_ref())
                     .map(|(dir, e)| format!("{dir}/{}", e.name)),
+                // Comma-separated, as iPXE's TRUST= and CERT= take them; empty without any.
+                "trust" => Some(
+                    self.prepared
+                        .trust
+                        .iter()
+                        .filter_map(|(n, _)| Some(format!("{}/trust/{n}", embed_view.as_ref()?)))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
                 v => self.prepared.vars.get(v).cloned(),
             },
             targets,

@@ -543,18 +543,25 @@ fn normalise(rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `recipes/toolchains/<name>.lock`: the resolved package versions, for review.
+/// `recipes/toolchains/<name>.lock`: the resolved package versions, for review. It names
+/// no rootfs digest (that is in the store's record): a debootstrap of the same versions on
+/// another machine is other bytes, and the file should change only when a version does.
+/// Left untouched when it already says this, so a build of the same versions writes nothing
+/// into the recipes.
 fn write_lock_file(spec: &LoadedSpec, record: &ToolchainRecord) -> Result<()> {
     let mut lock = format!(
-        "# Resolved by `bootforge toolchain build {}`: the packages in rootfs {}.\n",
-        spec.name, record.rootfs
+        "# Resolved by `bootforge toolchain build {}`: the Debian packages its rootfs holds.\n",
+        spec.name
     );
     for p in &record.packages {
         lock.push_str(p);
         lock.push('\n');
     }
-    fs::write(spec.lock_path(), lock)
-        .with_context(|| format!("writing {}", spec.lock_path().display()))
+    let path = spec.lock_path();
+    if fs::read_to_string(&path).is_ok_and(|old| old == lock) {
+        return Ok(());
+    }
+    fs::write(&path, lock).with_context(|| format!("writing {}", path.display()))
 }
 
 fn chroot(rootfs: &Path, argv: &[&str], logdir: &Path) -> Result<()> {

@@ -21,7 +21,7 @@ pub use placeholder::{Placeholder, ScriptKind};
 pub use toolchain::ToolchainSpec;
 
 /// Variables every recipe may use in its steps without declaring them.
-pub const BUILTIN_VARS: [&str; 4] = ["jobs", "embed", "targets", "src"];
+pub const BUILTIN_VARS: [&str; 5] = ["jobs", "embed", "targets", "src", "trust"];
 
 /// A recipe as written in YAML.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,6 +43,11 @@ pub struct Recipe {
     /// Default script for `{embed}`, relative to the recipe file.
     #[serde(default)]
     pub embed: Option<String>,
+    /// CA certificates (PEM), relative to the recipe file, that the build is to trust:
+    /// `{trust}` names them, comma-separated, where the build sees them (iPXE's `TRUST=` and
+    /// `CERT=`, so its HTTPS verifies servers against them). Their bytes are inputs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust: Vec<String>,
     /// Embed a fixed-capacity placeholder instead, for `bootforge embed`/`package` to patch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placeholder: Option<Placeholder>,
@@ -398,13 +403,24 @@ impl LoadedRecipe {
         Ok(vars)
     }
 
+    /// Whether any step uses `{trust}`.
+    pub fn uses_trust(&self) -> bool {
+        self.uses_var("trust")
+    }
+
     /// Whether any step uses `{embed}`.
     pub fn uses_embed(&self) -> bool {
+        self.uses_var("embed")
+    }
+
+    /// Whether any step's arguments name `{var}`.
+    fn uses_var(&self, var: &str) -> bool {
+        let needle = format!("{{{var}}}");
         self.recipe
             .steps
             .iter()
             .flat_map(|s| &s.run)
-            .any(|a| a.contains("{embed}"))
+            .any(|a| a.contains(&needle))
     }
 }
 

@@ -60,7 +60,7 @@ impl LoadedRecipe {
         Ok(())
     }
 
-    /// Patches and the embedded script exist.
+    /// Patches, trusted certificates and the embedded script exist.
     fn check_files(&self) -> Result<()> {
         let r = &self.recipe;
         for (i, p) in r.patches.iter().enumerate() {
@@ -71,6 +71,39 @@ impl LoadedRecipe {
                     format!("patch {} does not exist", self.resolve(p).display()),
                 ));
             }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, t) in r.trust.iter().enumerate() {
+            let field = format!("trust[{i}]");
+            let path = self.resolve(t);
+            let checked = std::fs::read(&path)
+                .map_err(|e| format!("CA certificate {}: {e}", path.display()))
+                .and_then(|pem| {
+                    check_ca_pem(&pem).map_err(|why| format!("{}: {why}", path.display()))
+                });
+            if let Err(why) = checked {
+                return Err(self.error(t, &field, why));
+            }
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if !name.as_ref().is_some_and(|n| names.insert(n.clone())) {
+                return Err(self.error(
+                    t,
+                    &field,
+                    format!(
+                        "two trusted certificates are named {}",
+                        name.unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        if !r.trust.is_empty() && !self.uses_trust() {
+            return Err(self.error(
+                "trust:",
+                "trust",
+                "certificates are given but no step uses `{trust}` (iPXE: \
+                 `TRUST={trust}` and `CERT={trust}` in its make command)"
+                    .into(),
+            ));
         }
         if let Some(e) = &r.embed
             && !self.resolve(e).is_file()
@@ -218,4 +251,21 @@ impl LoadedRecipe {
         }
         Ok(())
     }
+}
+
+/// A PEM file holding one or more X.509 certificates (iPXE's TRUST= takes each file's
+/// fingerprint with `openssl x509`, so the first must be the CA).
+fn check_ca_pem(pem: &[u8]) -> Result<(), String> {
+    let (_, first) =
+        x509_parser::pem::parse_x509_pem(pem).map_err(|_| "not a PEM certificate".to_owned())?;
+    if first.label != "CERTIFICATE" {
+        return Err(format!(
+            "holds a PEM `{}`, not a `CERTIFICATE` (give the CA's certificate, never a key)",
+            first.label
+        ));
+    }
+    first
+        .parse_x509()
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    Ok(())
 }
