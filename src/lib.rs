@@ -28,8 +28,9 @@
 //!   media, asking `build` only for outputs and tool runs (`build::build`, `build::run_tool`,
 //!   `build::run_in`).
 //! - [`release`] is the release format (manifests, channels, views) and its
-//!   readers, over `store`; [`publish`] writes releases and [`fetch`] reads them, neither
-//!   using the other. [`flash`] writes an image to a device.
+//!   readers, over `store`; [`publish`] writes releases (compressing Raspberry Pi images
+//!   to `.img.xz` for download) and [`fetch`] reads them (decompressing as it streams),
+//!   neither using the other. [`flash`] writes an image, raw or xz, to a device.
 //! - [`config`] resolves flags, environment and file into settings; [`cli`] parses,
 //!   dispatches to one stage and prints its report (and describes itself: completions and
 //!   manual pages). [`doctor`] checks what the stages need of this machine (uses `base`,
