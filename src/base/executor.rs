@@ -313,6 +313,50 @@ impl Executor {
         c
     }
 
+    /// Runs `step` with its output captured (and `stdin` written to it), learning flags as
+    /// a build step does: while the engine refuses to start the container for a reason a
+    /// known flag fixes, the flag is adopted and the step run again (nothing ran, so that is
+    /// safe). Returns the last run's output, successful or not, and the notices of what was
+    /// learned.
+    pub fn output_learning(
+        &self,
+        step: &StepCommand,
+        stdin: Option<&[u8]>,
+    ) -> Result<(std::process::Output, Vec<String>)> {
+        use std::io::Write;
+        let mut notices = Vec::new();
+        loop {
+            let used = self.run_args();
+            let mut child = self
+                .command(step)
+                .stdin(if stdin.is_some() {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .with_context(|| format!("running {}", step.argv.join(" ")))?;
+            if let Some(bytes) = stdin {
+                let mut pipe = child.stdin.take().expect("piped stdin");
+                // A tool that exits early closes the pipe; its exit status says why.
+                let _ = pipe.write_all(bytes);
+            }
+            let out = child
+                .wait_with_output()
+                .with_context(|| format!("running {}", step.argv.join(" ")))?;
+            if out.status.success() {
+                return Ok((out, notices));
+            }
+            match self.learn(&used, &String::from_utf8_lossy(&out.stderr))? {
+                Retry::Learned(n) => notices.push(n),
+                Retry::Again => {}
+                Retry::No => return Ok((out, notices)),
+            }
+        }
+    }
+
     /// Runs `true` as a step would (in `image`, or on a squashfs of it mounted at an empty
     /// directory), with an empty directory as its tree, learning flags as a step does;
     /// returns the notices of what was learned.
@@ -322,37 +366,29 @@ impl Executor {
         squashfs: Option<(&Path, &Path)>,
         tree: &Path,
     ) -> Result<Vec<String>> {
-        let bin = self.kind.name();
         let argv = ["true".to_owned()];
         let name = format!("bootforge-doctor-{}", std::process::id());
-        let mut notices = Vec::new();
-        loop {
-            let used = self.run_args();
-            let out = self
-                .command(&StepCommand {
-                    tree,
-                    workdir: "",
-                    embed_dir: None,
-                    image: Some(image),
-                    argv: &argv,
-                    env: &[],
-                    name: &name,
-                    squashfs,
-                    stdin: false,
-                })
-                .stdin(Stdio::null())
-                .output()
-                .with_context(|| format!("running {bin}"))?;
-            if out.status.success() {
-                return Ok(notices);
-            }
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            match self.learn(&used, &stderr)? {
-                Retry::Learned(n) => notices.push(n),
-                Retry::Again => {}
-                Retry::No => bail!("{bin} run: {}: {}", out.status, stderr.trim()),
-            }
+        let step = StepCommand {
+            tree,
+            workdir: "",
+            embed_dir: None,
+            image: Some(image),
+            argv: &argv,
+            env: &[],
+            name: &name,
+            squashfs,
+            stdin: false,
+        };
+        let (out, notices) = self.output_learning(&step, None)?;
+        if !out.status.success() {
+            bail!(
+                "{} run: {}: {}",
+                self.kind.name(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
+        Ok(notices)
     }
 
     /// Stops a container left running after its client was killed.

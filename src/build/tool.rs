@@ -3,11 +3,10 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use super::Settings;
 use super::toolchain::{self, Toolchain};
-use crate::base::executor::Retry;
 use crate::recipe::LoadedRecipe;
 
 /// Runs `argv` in `recipe`'s toolchain (its image, the host for `--executor host`) on the
@@ -36,8 +35,6 @@ pub fn run_in(
     stdin: Option<&[u8]>,
     argv: &[String],
 ) -> Result<Vec<u8>> {
-    use std::io::Write;
-    use std::process::Stdio;
     let (store, executor) = (&settings.store, &settings.executor);
     let squashfs = toolchain::ensure_image(toolchain, settings)?;
     let mount = match squashfs {
@@ -53,50 +50,28 @@ pub fn run_in(
         Toolchain::Host => None,
         t => t.image(),
     };
-    loop {
-        let used = executor.run_args();
-        let mut command = executor.command(&crate::base::executor::StepCommand {
-            tree,
-            workdir: "",
-            embed_dir: None,
-            image,
-            argv,
-            env: &env,
-            name: &name,
-            squashfs: squashfs.as_deref().zip(mount.as_ref().map(|m| m.path())),
-            stdin: stdin.is_some(),
-        });
-        let mut child = command
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("running {}", argv.join(" ")))?;
-        if let Some(bytes) = stdin {
-            let mut pipe = child.stdin.take().expect("piped stdin");
-            // A tool that exits early closes the pipe; its exit status says why.
-            let _ = pipe.write_all(bytes);
-        }
-        let out = child
-            .wait_with_output()
-            .with_context(|| format!("running {}", argv.join(" ")))?;
-        if out.status.success() {
-            return Ok(out.stdout);
-        }
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        // The engine would not start the container: nothing ran, so a retry is safe.
-        match executor.learn(&used, &stderr)? {
-            Retry::No => {}
-            Retry::Again => continue,
-            Retry::Learned(notice) => {
-                crate::base::progress::say(&notice);
-                continue;
-            }
-        }
-        bail!("`{}` {}: {}", argv.join(" "), out.status, stderr.trim());
+    let step = crate::base::executor::StepCommand {
+        tree,
+        workdir: "",
+        embed_dir: None,
+        image,
+        argv,
+        env: &env,
+        name: &name,
+        squashfs: squashfs.as_deref().zip(mount.as_ref().map(|m| m.path())),
+        stdin: stdin.is_some(),
+    };
+    let (out, notices) = executor.output_learning(&step, stdin)?;
+    for n in &notices {
+        crate::base::progress::say(n);
     }
+    if !out.status.success() {
+        bail!(
+            "`{}` {}: {}",
+            argv.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
 }
