@@ -45,6 +45,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "ci/setup.sh: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # Packages with a daemon (isc-dhcp-server) must not start it: the tests run their own.
+  # Where no policy-rc.d says so already, one does during the install.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
